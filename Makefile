@@ -1,0 +1,42 @@
+# The project's vocabulary. Every target works on a fresh clone; `make dev` is idempotent.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PYTEST  := $(PY) -m pytest
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+RUN_TESTS = $(PYTEST)
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+dev: $(VENV)/.installed ## create the virtualenv and install everything
+
+test: test-unit ## every test level that can run on this machine
+
+test-unit: dev ## unit tests: api, plan, generators (seconds)
+	$(RUN_TESTS) tests/unit
+
+crds: dev ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(PY) -m llmops.api.crdgen --out crds
+
+crds-check: dev ## fail when crds/ is stale
+	$(PY) -m llmops.api.crdgen --out crds --check
+
+lint: dev ## ruff + mypy on operator/
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator
+	$(VENV)/bin/mypy operator/llmops
+
+run: dev ## run the operator against the current kubeconfig
+	$(PY) -m llmops
+
+.PHONY: help dev test test-unit crds crds-check lint run
