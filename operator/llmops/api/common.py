@@ -1,0 +1,203 @@
+"""Types shared by the four resources: the base model, conditions, references, scheduling.
+
+Field docstrings become the CRD's descriptions (`kubectl explain`): write them for users.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "llmops.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "llmops"
+
+# Kubernetes object names (RFC 1123 subdomain) and label-value-like tokens.
+DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+URI = r"^(hf|s3|gs|pvc|file|https?)://.+$"
+
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_NAME)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
+Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
+Uri = Annotated[str, Field(pattern=URI, max_length=2048)]
+"""A model or data location: hf://org/name, s3://bucket/key, pvc://claim/path, file:///path."""
+
+
+def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
+    """One CEL `x-kubernetes-validations` entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    if reason:
+        entry["reason"] = reason
+    return entry
+
+
+def exactly_one(*fields: str) -> str:
+    """CEL for "exactly one of these optional fields is set"."""
+    return "[" + ", ".join(f"has(self.{f})" for f in fields) + "].filter(x, x).size() == 1"
+
+
+def immutable(message: str) -> dict[str, Any]:
+    """Schema extra making a field immutable once set (a CEL transition rule)."""
+    return {"x-kubernetes-validations": [cel("self == oldSelf", message)]}
+
+
+def validations(*rules: dict[str, str]) -> ConfigDict:
+    """Model config carrying CEL rules into the generated schema."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+
+
+class ApiModel(BaseModel):
+    """Base of every spec and status type: camelCase on the wire, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(alias=to_camel),
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_default=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the apiserver stores it: camelCase keys, unset fields omitted."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(ApiModel):
+    """One observation of the resource's state, following Kubernetes API conventions."""
+
+    type: str = Field(max_length=316, pattern=r"^[A-Z][A-Za-z0-9]*$")
+    """CamelCase condition type, e.g. Ready, Progressing, Degraded, Built."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: str = Field(max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    """CamelCase reason a program can switch on."""
+    message: str = Field(default="", max_length=32768)
+    """What happened, for a person to act on."""
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    """When status last changed (not when the condition was last written)."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation this condition was computed from."""
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class ModelReference(ApiModel):
+    """A reference to an LLMModel in the same namespace."""
+
+    name: ObjectName
+    """Name of the LLMModel."""
+
+
+class Toleration(ApiModel):
+    """A toleration, as on a Pod."""
+
+    key: str | None = Field(default=None, max_length=317)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class Scheduling(ApiModel):
+    """Where the pods may run."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the pods require, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    """Tolerations added to the pods (GPU nodes are often tainted)."""
+    priority_class_name: ObjectName | None = None
+    """PriorityClass of the pods."""
+    queue_name: ObjectName | None = None
+    """Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label so Kueue admits the workload."""
+
+
+class GPUResources(ApiModel):
+    """Compute for one pod: GPUs are requested as nvidia.com/gpu, requests equal limits."""
+
+    model_config = validations(
+        cel("!has(self.gpuType) || self.gpus > 0", "gpuType needs gpus > 0", ".gpuType"),
+    )
+
+    gpus: int = Field(default=1, ge=0, le=16)
+    """nvidia.com/gpu per pod; 0 runs on CPU."""
+    gpu_type: str | None = Field(default=None, max_length=63)
+    """GPU product required (matched against the node label nvidia.com/gpu.product)."""
+    cpu: Quantity | None = None
+    """CPU request and limit, e.g. "4"."""
+    memory: Quantity | None = None
+    """Memory request and limit, e.g. 32Gi."""
+
+
+def now_rfc3339(now: datetime) -> str:
+    """Kubernetes' timestamp format: UTC, second precision, Z suffix."""
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PrinterColumn(ApiModel):
+    name: str
+    type: Literal["string", "integer", "number", "boolean", "date"]
+    json_path: str
+    description: str = ""
+    priority: int = 0
+
+
+class CrdInfo(ApiModel):
+    """What a CRD needs beyond the schema: names, columns, the status subresource."""
+
+    kind: str
+    plural: str
+    short_names: list[str]
+    columns: list[PrinterColumn]
+
+
+class Resource(ApiModel):
+    """A custom resource: apiVersion, kind, metadata, spec and status."""
+
+    crd: ClassVar[CrdInfo]
+
+    api_version: Literal["llmops.dev/v1alpha1"] = API_VERSION
+    kind: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace", ""))
+
+    @property
+    def generation(self) -> int:
+        return int(self.metadata.get("generation", 0))
+
+    @property
+    def uid(self) -> str:
+        return str(self.metadata.get("uid", ""))
+
+
+def column(name: str, path: str, type_: str = "string", description: str = "", priority: int = 0) -> PrinterColumn:
+    return PrinterColumn(
+        name=name, type=type_, json_path=path, description=description, priority=priority  # type: ignore[arg-type]
+    )
+
+
+AGE = column("Age", ".metadata.creationTimestamp", "date")

@@ -1,0 +1,171 @@
+"""FineTuneJob: fine-tune a base model on a dataset with GPU training pods."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import (
+    AGE,
+    ApiModel,
+    Conditions,
+    CrdInfo,
+    GPUResources,
+    ObjectName,
+    Resource,
+    Scheduling,
+    Uri,
+    cel,
+    column,
+    exactly_one,
+    immutable,
+    validations,
+)
+from .llmmodel import BuildSpec, ServingSpec
+
+Method = Literal["LoRA", "Full"]
+
+
+class BaseModelSource(ApiModel):
+    """The model to start from: exactly one of model or uri."""
+
+    model_config = validations(cel(exactly_one("model", "uri"), "exactly one of model or uri must be set"))
+
+    model: ObjectName | None = None
+    """An LLMModel in the same namespace; its source weights are fine-tuned."""
+    uri: Uri | None = None
+    """hf://, s3://, pvc:// or file:// location of a saved causal LM."""
+
+
+class Dataset(ApiModel):
+    """Training data: JSONL lines of {"prompt": ..., "completion": ...}."""
+
+    uri: Uri
+    eval_uri: Uri | None = None
+    """Held-out JSONL for the eval loss reported in status."""
+
+
+class LoRA(ApiModel):
+    """Low-rank adapter settings (method LoRA only)."""
+
+    r: int = Field(default=8, ge=1, le=1024)
+    alpha: int = Field(default=16, ge=1, le=4096)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=list, max_length=64)
+    """Module names to adapt; empty means the library's default for the architecture."""
+    merge: bool = True
+    """Merge the adapter into the base weights of the output model (needed for ONNX export)."""
+
+
+class Hyperparameters(ApiModel):
+    epochs: int = Field(default=1, ge=1, le=1000)
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    batch_size: int = Field(default=8, ge=1, le=65536)
+    """Per-worker batch size."""
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    seed: int = Field(default=42, ge=0)
+
+
+class Checkpointing(ApiModel):
+    """Where checkpoints go and how often; a replacement pod resumes from the newest one."""
+
+    persistent_volume_claim: ObjectName
+    """PVC mounted by every worker; checkpoints live under <job>/checkpoints."""
+    every_steps: int = Field(default=100, ge=1, le=1_000_000)
+
+
+class OutputModel(ApiModel):
+    """The LLMModel created (or updated) from the fine-tuned weights."""
+
+    name: ObjectName
+    build: BuildSpec | None = None
+    """Build settings of the output model; the operator's defaults when unset."""
+    serving: ServingSpec | None = None
+    """Serving settings of the output model; the operator's defaults when unset."""
+
+
+class FineTuneJobSpec(ApiModel):
+    model_config = validations(
+        cel("!has(self.lora) || self.method == 'LoRA'", "lora is only allowed with method LoRA", ".lora"),
+    )
+
+    base_model: BaseModelSource = Field(json_schema_extra=immutable("baseModel is immutable"))
+    dataset: Dataset = Field(json_schema_extra=immutable("dataset is immutable"))
+    method: Method = Field(default="LoRA", json_schema_extra=immutable("method is immutable"))
+    """LoRA (adapters, far less GPU memory) or Full fine-tuning."""
+    lora: LoRA | None = None
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters, json_schema_extra=immutable("hyperparameters are immutable")
+    )
+    resources: GPUResources = Field(default_factory=GPUResources)
+    """Compute per worker."""
+    workers: int = Field(default=1, ge=1, le=256, json_schema_extra=immutable("workers is immutable"))
+    """Data-parallel workers (an indexed Job with torchrun rendezvous when > 1)."""
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    checkpointing: Checkpointing
+    output: OutputModel
+    backoff_limit: int = Field(default=3, ge=0, le=100)
+    """Failed pods tolerated before the job fails; evictions and lost nodes do not count."""
+    image: str | None = Field(default=None, max_length=512)
+    """Trainer image; defaults to the operator's configured trainer image."""
+    suspend: bool = False
+    """Stop the training pods (keeping checkpoints); unset to resume."""
+
+
+class Progress(ApiModel):
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    tokens_per_second: float | None = None
+    eta_seconds: int | None = None
+    updated_at: str | None = None
+
+
+FineTunePhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
+
+
+class FineTuneJobStatus(ApiModel):
+    observed_generation: int | None = None
+    phase: FineTunePhase | None = None
+    conditions: Conditions = Field(default_factory=list)
+    job: str | None = None
+    """The training Job."""
+    progress: Progress | None = None
+    resumes: int = 0
+    """How many times training resumed from a checkpoint after losing a pod."""
+    last_resumed_from_step: int | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    artifact_uri: str | None = None
+    """Where the fine-tuned (merged) weights were written."""
+    output_model: str | None = None
+    """The LLMModel created from the artifact."""
+
+
+class FineTuneJob(Resource):
+    """Fine-tunes a base model on a dataset with GPU training pods."""
+
+    crd = CrdInfo(
+        kind="FineTuneJob",
+        plural="finetunejobs",
+        short_names=["ftj"],
+        columns=[
+            column("Phase", ".status.phase"),
+            column("Method", ".spec.method"),
+            column("Step", ".status.progress.step", "integer"),
+            column("Total", ".status.progress.totalSteps", "integer"),
+            column("Loss", ".status.progress.loss", "number"),
+            column("Output", ".spec.output.name"),
+            column("ETA", ".status.progress.etaSeconds", "integer", priority=1),
+            AGE,
+        ],
+    )
+
+    kind: Literal["FineTuneJob"] = "FineTuneJob"
+    spec: FineTuneJobSpec
+    status: FineTuneJobStatus = Field(default_factory=FineTuneJobStatus)

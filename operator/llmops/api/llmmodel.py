@@ -1,0 +1,244 @@
+"""LLMModel: a model, how it is built (ONNX + quantization) and how Triton serves it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import (
+    AGE,
+    ApiModel,
+    Conditions,
+    CrdInfo,
+    GPUResources,
+    ModelReference,
+    ObjectName,
+    Resource,
+    Scheduling,
+    Uri,
+    cel,
+    column,
+    exactly_one,
+    validations,
+)
+
+Quantization = Literal["None", "FP16", "Int8Dynamic", "Int8Static", "Int4WeightOnly"]
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
+
+
+class FineTuneJobReference(ApiModel):
+    """A FineTuneJob in the same namespace whose output is the model."""
+
+    name: ObjectName
+
+
+class ModelSource(ApiModel):
+    """Where the weights come from: exactly one of uri or fineTuneJob."""
+
+    model_config = validations(
+        cel(exactly_one("uri", "fineTuneJob"), "exactly one of uri or fineTuneJob must be set"),
+    )
+
+    uri: Uri | None = None
+    """hf://org/name, s3://bucket/prefix, pvc://claim/path or file:///path of a saved causal LM."""
+    fine_tune_job: FineTuneJobReference | None = None
+    """Use the artifact produced by this FineTuneJob (the model is built once it succeeds)."""
+    credentials_secret: ObjectName | None = None
+    """Secret whose keys become the builder's environment (HF_TOKEN, AWS_ACCESS_KEY_ID, ...)."""
+
+
+class CalibrationDataset(ApiModel):
+    """Prompts used to calibrate static int8 quantization."""
+
+    uri: Uri
+    """JSONL of {"prompt", "completion"} lines; the prompts are used."""
+    samples: int = Field(default=128, ge=1, le=100000)
+    """How many prompts to calibrate on."""
+
+
+class QualityGate(ApiModel):
+    """Refuse a quantized build that scores too far below the unquantized model."""
+
+    eval_suite: ObjectName
+    """EvalSuite run against both the quantized and the unquantized build."""
+    max_score_drop: float = Field(default=0.02, ge=0, le=1)
+    """Largest allowed drop of any score metric (absolute, 0..1)."""
+
+
+class RepositoryStorage(ApiModel):
+    """Where the Triton model repository is written: exactly one of persistentVolumeClaim or uri."""
+
+    model_config = validations(
+        cel(exactly_one("persistentVolumeClaim", "uri"), "exactly one of persistentVolumeClaim or uri must be set"),
+    )
+
+    persistent_volume_claim: ObjectName | None = None
+    """Existing PVC (ReadWriteMany when serving more than one node) holding model repositories."""
+    uri: Uri | None = None
+    """Object-store prefix (s3://, gs://) that Triton reads the repository from directly."""
+
+
+class BuildSpec(ApiModel):
+    """How the served artifact is produced. Changing it triggers exactly one rebuild."""
+
+    model_config = validations(
+        cel(
+            "(self.quantization == 'Int8Static') == has(self.calibrationDataset)",
+            "calibrationDataset is required for Int8Static quantization and only allowed with it",
+            ".calibrationDataset",
+        ),
+    )
+
+    quantization: Quantization = "Int8Dynamic"
+    """None (fp32), FP16, Int8Dynamic, Int8Static (needs calibrationDataset), Int4WeightOnly."""
+    calibration_dataset: CalibrationDataset | None = None
+    """Calibration prompts for Int8Static."""
+    max_sequence_length: int = Field(default=512, ge=16, le=131072)
+    """Longest prompt + completion, in tokens, the exported graph accepts."""
+    storage: RepositoryStorage | None = None
+    """Where the model repository goes; by default a PVC named <model>-repository."""
+    quality_gate: QualityGate | None = None
+    """Refuse a build whose quantization loses more than allowed on an EvalSuite."""
+    image: str | None = Field(default=None, max_length=512)
+    """Builder image; defaults to the operator's configured builder image."""
+
+
+class DynamicBatching(ApiModel):
+    """Triton's dynamic batcher: groups concurrent requests into one model execution."""
+
+    enabled: bool = True
+    max_queue_delay_microseconds: int = Field(default=500, ge=0, le=10_000_000)
+    """How long a request may wait for others to form a batch."""
+    preferred_batch_sizes: list[int] = Field(default_factory=list, max_length=16)
+
+
+class InstanceGroup(ApiModel):
+    """How many copies of the model Triton runs per pod, and on what."""
+
+    kind: Literal["GPU", "CPU"] = "GPU"
+    count: int = Field(default=1, ge=1, le=64)
+
+
+class Autoscaling(ApiModel):
+    """A HorizontalPodAutoscaler for the serving Deployment."""
+
+    model_config = validations(
+        cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas", ".minReplicas"),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000)
+    max_replicas: int = Field(ge=1, le=1000)
+    target_cpu_utilization: int = Field(default=80, ge=1, le=100)
+    """Average CPU utilization (percent) the autoscaler aims for."""
+
+
+class ServingSpec(ApiModel):
+    """The Triton Inference Server deployment serving the built model."""
+
+    model_config = validations(
+        cel(
+            "!has(self.instanceGroup) || self.instanceGroup.kind != 'GPU' || !has(self.resources) "
+            "|| self.resources.gpus > 0",
+            "GPU instance groups need resources.gpus > 0",
+            ".instanceGroup",
+        ),
+        cel(
+            "!has(self.dynamicBatching) || self.dynamicBatching.preferredBatchSizes.all(b, b <= self.maxBatchSize)",
+            "preferredBatchSizes must not exceed maxBatchSize",
+            ".dynamicBatching",
+        ),
+    )
+
+    image: str = Field(default=DEFAULT_TRITON_IMAGE, max_length=512)
+    """Triton Inference Server image."""
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Serving pods (ignored when autoscaling is set)."""
+    resources: GPUResources = Field(default_factory=GPUResources)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    max_batch_size: int = Field(default=8, ge=1, le=4096)
+    dynamic_batching: DynamicBatching = Field(default_factory=DynamicBatching)
+    instance_group: InstanceGroup = Field(default_factory=InstanceGroup)
+    max_new_tokens: int = Field(default=64, ge=1, le=32768)
+    """Default cap on generated tokens per request."""
+    autoscaling: Autoscaling | None = None
+
+
+class LLMModelSpec(ApiModel):
+    source: ModelSource
+    build: BuildSpec = Field(default_factory=BuildSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+
+
+class Artifact(ApiModel):
+    """The built, quantized Triton model repository now served."""
+
+    uri: str
+    digest: str
+    """sha256 of the model files."""
+    size_bytes: int = Field(ge=0)
+    quantization: Quantization
+    build_hash: str
+    """Hash of the inputs of the build (source + build spec); an unchanged hash never rebuilds."""
+
+
+class Endpoint(ApiModel):
+    """Where clients reach the model."""
+
+    http: str
+    grpc: str
+    metrics: str
+    model_name: str
+    """Triton model name to send requests to."""
+
+
+class Lineage(ApiModel):
+    """Where the model came from."""
+
+    base_model: str | None = None
+    """The base LLMModel (or URI) the weights were fine-tuned from."""
+    fine_tune_job: str | None = None
+    source_uri: str | None = None
+
+
+Phase = Literal["Pending", "Building", "Deploying", "Ready", "Degraded", "Failed"]
+
+
+class LLMModelStatus(ApiModel):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    """Summary for kubectl; derived from the conditions."""
+    conditions: Conditions = Field(default_factory=list)
+    artifact: Artifact | None = None
+    build_job: str | None = None
+    """The Job building the current build hash."""
+    endpoint: Endpoint | None = None
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    lineage: Lineage | None = None
+
+
+class LLMModel(Resource):
+    """A model and how it is served."""
+
+    crd = CrdInfo(
+        kind="LLMModel",
+        plural="llmmodels",
+        short_names=["llm"],
+        columns=[
+            column("Phase", ".status.phase"),
+            column("Quantization", ".spec.build.quantization"),
+            column("Ready", ".status.readyReplicas", "integer"),
+            column("Replicas", ".status.replicas", "integer"),
+            column("Digest", ".status.artifact.digest", priority=1),
+            column("Endpoint", ".status.endpoint.http", priority=1),
+            AGE,
+        ],
+    )
+
+    kind: Literal["LLMModel"] = "LLMModel"
+    spec: LLMModelSpec
+    status: LLMModelStatus = Field(default_factory=LLMModelStatus)
+
+
+__all__ = ["LLMModel", "LLMModelSpec", "LLMModelStatus", "ModelReference", "Quantization"]
