@@ -59,6 +59,8 @@ class LoRA(ApiModel):
 
 
 class Hyperparameters(ApiModel):
+    """Optimizer and schedule settings passed to the trainer."""
+
     epochs: int = Field(default=1, ge=1, le=1000)
     max_steps: int | None = Field(default=None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
@@ -116,6 +118,8 @@ class FineTuneJobSpec(ApiModel):
 
 
 class Progress(ApiModel):
+    """The trainer's latest progress report."""
+
     step: int = 0
     total_steps: int | None = None
     epoch: float | None = None

@@ -144,7 +144,8 @@ class ServingSpec(ApiModel):
             ".instanceGroup",
         ),
         cel(
-            "!has(self.dynamicBatching) || self.dynamicBatching.preferredBatchSizes.all(b, b <= self.maxBatchSize)",
+            "!has(self.dynamicBatching) || !has(self.dynamicBatching.preferredBatchSizes) "
+            "|| self.dynamicBatching.preferredBatchSizes.all(b, b <= self.maxBatchSize)",
             "preferredBatchSizes must not exceed maxBatchSize",
             ".dynamicBatching",
         ),
