@@ -100,13 +100,16 @@ class EvalSuiteSpec(ApiModel):
         max_length=32,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    """Metrics computed over the cases; the run passes when every metric passes."""
     target: EvalTarget | None = None
     """Evaluate this model whenever its artifact changes; Rollouts and quality gates add their own targets."""
     baseline: Baseline | None = None
     concurrency: int = Field(default=4, ge=1, le=256)
     """Requests in flight at once."""
     max_new_tokens: int = Field(default=32, ge=1, le=32768)
+    """Cap on generated tokens per case."""
     timeout_seconds: int = Field(default=1800, ge=10, le=86400)
+    """A run still going after this long ends with phase Error."""
     run_nonce: str | None = Field(default=None, max_length=63)
     """Change to re-run every target even when its digest was already judged."""
     image: str | None = Field(default=None, max_length=512)
