@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 dev: $(VENV)/.installed ## create the virtualenv and install everything
 
-test: test-unit ## every test level that can run on this machine
+test: test-unit test-cluster ## every test level that can run on this machine
 
 test-unit: dev ## unit tests: api, plan, generators (seconds)
 	$(RUN_TESTS) tests/unit
@@ -40,3 +40,21 @@ run: dev ## run the operator against the current kubeconfig
 	$(PY) -m llmops
 
 .PHONY: help dev test test-unit crds crds-check lint run
+
+# ---- local control plane (e2e/cluster.sh, e2e/cluster/README.md) ------------------------
+cluster-bins: ## build the pinned etcd/kube/kwok/helm binaries into ~/.cache/llmops/bin
+	e2e/cluster.sh bins
+
+cluster-up: cluster-bins ## start (or reuse) the local control plane with kwok GPU nodes
+	e2e/cluster.sh up
+
+cluster-down: ## stop the local control plane and drop its data
+	e2e/cluster.sh down
+
+cluster-status: ## show what of the local control plane runs
+	e2e/cluster.sh status
+
+test-cluster: dev cluster-bins ## tests against the local control plane
+	$(RUN_TESTS) -m cluster tests/cluster
+
+.PHONY: cluster-bins cluster-up cluster-down cluster-status test-cluster

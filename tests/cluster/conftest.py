@@ -1,0 +1,231 @@
+"""Fixtures for tests against the real local control plane (e2e/cluster.sh).
+
+The cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok with
+fake GPU nodes) is started once per test run by ``e2e/cluster.sh up``; a cluster that is
+already running is reused, and it is left running afterwards (``make cluster-down`` stops it).
+
+Fixtures:
+
+``cluster`` (session)
+    A :class:`Cluster`: ``kubeconfig`` path, ``kubectl_path``, ``helm_path``, ``env``
+    (os.environ plus KUBECONFIG), ``kube_version``, and ``kubectl(...)`` / ``helm(...)``
+    helpers that run the built binaries against the cluster.
+``kubeconfig`` (session)
+    The admin kubeconfig path as a ``str`` (``e2e/.cluster/kubeconfig``).
+``api_client`` (session)
+    A ``kubernetes.client.ApiClient`` configured from that kubeconfig.
+``namespace`` (function)
+    A fresh namespace (its ``default`` ServiceAccount exists), deleted after the test.
+``kubectl`` / ``helm`` (session)
+    ``kubectl("get", "pods", "-n", ns)`` runs the built kubectl with the cluster's
+    kubeconfig and returns a ``subprocess.CompletedProcess`` (text); it raises
+    ``subprocess.CalledProcessError`` on a non-zero exit unless ``check=False``.
+
+When the cluster cannot start, the tests fail with the tail of the component logs.
+``LLMOPS_SKIP_CLUSTER=1`` turns that failure into a skip, and skips at once when the
+binaries are not built yet (so a machine without them does not build for half an hour).
+Under ``CI=true`` the tests always fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTER_SH = REPO / "e2e" / "cluster.sh"
+VERSIONS_ENV = REPO / "e2e" / "cluster" / "versions.env"
+CLUSTER_TESTS = Path(__file__).resolve().parent
+
+# `up` builds whatever is missing first; a cold build of the kube binaries takes a while.
+UP_TIMEOUT_S = float(os.environ.get("LLMOPS_CLUSTER_UP_TIMEOUT", "3600"))
+
+
+def read_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for line in VERSIONS_ENV.read_text().splitlines():
+        m = re.match(r"^([A-Z_]+)=(\S+)", line)
+        if m:
+            versions[m.group(1)] = m.group(2)
+    return versions
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    kubectl_path: Path
+    helm_path: Path
+    versions: dict[str, str]
+    env: dict[str, str] = field(repr=False)
+
+    @property
+    def kube_version(self) -> str:
+        return self.versions["KUBE_VERSION"]
+
+    def _run(
+        self,
+        tool: Path,
+        args: Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(tool), *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise subprocess.CalledProcessError(
+                proc.returncode, proc.args, output=proc.stdout, stderr=proc.stderr
+            )
+        return proc
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self._run(self.kubectl_path, ["--kubeconfig", str(self.kubeconfig), *args], **kw)
+
+    def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self._run(self.helm_path, ["--kubeconfig", str(self.kubeconfig), *args], **kw)
+
+
+def _cluster_sh(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLUSTER_SH), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _bins_present(versions: dict[str, str]) -> bool:
+    cache = Path(os.environ.get("LLMOPS_BIN_CACHE", Path.home() / ".cache/llmops/bin"))
+    return all(
+        (cache / f"{comp}-{versions[key]}" / ".complete").is_file()
+        for comp, key in [
+            ("kube", "KUBE_VERSION"),
+            ("etcd", "ETCD_VERSION"),
+            ("kwok", "KWOK_VERSION"),
+            ("helm", "HELM_VERSION"),
+        ]
+    )
+
+
+def _cannot_start(message: str) -> None:
+    if _truthy("CI") or not _truthy("LLMOPS_SKIP_CLUSTER"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"LLMOPS_SKIP_CLUSTER=1 and the local cluster is unavailable: {message[-2000:]}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/cluster carries the `cluster` marker."""
+    for item in items:
+        if CLUSTER_TESTS in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    versions = read_versions()
+    if _truthy("LLMOPS_SKIP_CLUSTER") and not _truthy("CI") and not _bins_present(versions):
+        pytest.skip("LLMOPS_SKIP_CLUSTER=1 and the cluster binaries are not built (make cluster-bins)")
+    try:
+        proc = _cluster_sh("up", timeout=UP_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        _cannot_start(f"e2e/cluster.sh up timed out after {UP_TIMEOUT_S:.0f}s\n{e.stderr or ''}")
+        raise  # unreachable
+    if proc.returncode != 0:
+        _cannot_start(
+            f"e2e/cluster.sh up failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    kubeconfig = Path(_cluster_sh("kubeconfig").stdout.strip())
+    kubectl_path = Path(_cluster_sh("which", "kubectl").stdout.strip())
+    helm_path = Path(_cluster_sh("which", "helm").stdout.strip())
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+    return Cluster(
+        kubeconfig=kubeconfig,
+        kubectl_path=kubectl_path,
+        helm_path=helm_path,
+        versions=versions,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: Cluster) -> str:
+    return str(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: Cluster) -> Iterator[Any]:
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
+    return cluster.kubectl
+
+
+@pytest.fixture(scope="session")
+def helm(cluster: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
+    return cluster.helm
+
+
+def _namespace_name(nodeid: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", nodeid.split("::")[-1].lower()).strip("-")
+    return f"t-{base[:40].rstrip('-')}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(api_client)
+    name = _namespace_name(request.node.nodeid)
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"llmops.dev/test": "true"})
+        )
+    )
+    # the ServiceAccount admission plugin refuses pods until `default` exists
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except ApiException as e:
+            if e.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as e:
+            if e.status != 404:
+                raise
