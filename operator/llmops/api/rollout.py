@@ -116,6 +116,8 @@ class Promote(ApiModel):
 
 
 class RollbackPolicy(ApiModel):
+    """How the rollout reacts to errors and what happens to a rejected canary."""
+
     on_analysis_error: Literal["Pause", "Abort"] = "Pause"
     """What to do when Prometheus keeps failing (not a failed measurement: an error or no answer)."""
     max_consecutive_errors: int = Field(default=4, ge=1, le=100)
@@ -133,6 +135,7 @@ class RolloutSpec(ApiModel):
     stable: ModelReference
     candidate: ModelReference
     steps: list[RolloutStep] = Field(min_length=1, max_length=64)
+    """Run in order; after the last step the candidate is promoted."""
     traffic_routing: TrafficRouting = Field(default_factory=TrafficRouting)
     service: ObjectName | None = None
     """The Service clients call; defaults to the Rollout's name."""
