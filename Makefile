@@ -34,7 +34,7 @@ crds-check: dev ## fail when crds/ is stale
 lint: dev ## ruff + mypy on operator/
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/ruff format --check operator
-	$(VENV)/bin/mypy operator/llmops
+	MYPYPATH=operator $(VENV)/bin/mypy -p llmops
 
 run: dev ## run the operator against the current kubeconfig
 	$(PY) -m llmops

@@ -9,6 +9,7 @@ against the real apiserver; this harness makes the rules testable in seconds.
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -66,7 +67,7 @@ def _join(path: str, key: str | int) -> str:
 
 def _is_sorted(values: Any) -> celpy.celtypes.BoolType:
     items = list(values)
-    return celpy.celtypes.BoolType(all(a <= b for a, b in zip(items, items[1:], strict=False)))
+    return celpy.celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
 
 
 # The Kubernetes CEL libraries used by our rules, which plain CEL lacks.
@@ -112,7 +113,8 @@ def _list_map_errors(schema: dict[str, Any], value: Any, path: str) -> list[Fiel
             if keys and isinstance(item, dict):
                 key = tuple(item.get(k) for k in keys)
                 if key in seen:
-                    errors.append(FieldError(_join(path, i), f"Duplicate value: {dict(zip(keys, key, strict=True))}", True))
+                    duplicate = dict(zip(keys, key, strict=True))
+                    errors.append(FieldError(_join(path, i), f"Duplicate value: {duplicate}", cross_field=True))
                 seen.add(key)
             errors += _list_map_errors(schema["items"], item, _join(path, i))
     return errors

@@ -6,7 +6,7 @@ Field docstrings become the CRD's descriptions (`kubectl explain`): write them f
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -51,7 +51,7 @@ def immutable(message: str) -> dict[str, Any]:
 
 def validations(*rules: dict[str, str]) -> ConfigDict:
     """Model config carrying CEL rules into the generated schema."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": cast(Any, list(rules))})
 
 
 class ApiModel(BaseModel):
@@ -151,9 +151,12 @@ def now_rfc3339(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+ColumnType = Literal["string", "integer", "number", "boolean", "date"]
+
+
 class PrinterColumn(ApiModel):
     name: str
-    type: Literal["string", "integer", "number", "boolean", "date"]
+    type: ColumnType
     json_path: str
     description: str = ""
     priority: int = 0
@@ -173,7 +176,7 @@ class Resource(ApiModel):
 
     crd: ClassVar[CrdInfo]
 
-    api_version: Literal["llmops.dev/v1alpha1"] = API_VERSION
+    api_version: str = API_VERSION
     kind: str
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -194,9 +197,15 @@ class Resource(ApiModel):
         return str(self.metadata.get("uid", ""))
 
 
-def column(name: str, path: str, type_: str = "string", description: str = "", priority: int = 0) -> PrinterColumn:
+def column(
+    name: str, path: str, type_: ColumnType = "string", description: str = "", priority: int = 0
+) -> PrinterColumn:
     return PrinterColumn(
-        name=name, type=type_, json_path=path, description=description, priority=priority  # type: ignore[arg-type]
+        name=name,
+        type=type_,
+        json_path=path,
+        description=description,
+        priority=priority,
     )
 
 

@@ -189,9 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 if want != have:
                     stale = True
                     sys.stdout.writelines(
-                        difflib.unified_diff(
-                            have.splitlines(True), want.splitlines(True), f"{out}/{name}", "generated"
-                        )
+                        difflib.unified_diff(have.splitlines(True), want.splitlines(True), f"{out}/{name}", "generated")
                     )
             continue
         out.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ from .common import (
     ApiModel,
     Conditions,
     CrdInfo,
-    ModelReference,
     ObjectName,
     Resource,
     Uri,

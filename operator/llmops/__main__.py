@@ -1,0 +1,43 @@
+"""`python -m llmops` / `llmops-operator`: run the operator against the current kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+from .settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="llmops-operator", description="The llmops.dev operator.")
+    parser.add_argument("-n", "--namespace", action="append", default=[], help="watch only these (repeatable)")
+    parser.add_argument("--peering", help="kopf peering name for leader election across replicas")
+    parser.add_argument("--health-port", type=int, default=settings.health_port)
+    parser.add_argument("--log-format", choices=["json", "plain"], default="json")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

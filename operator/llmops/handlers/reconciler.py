@@ -1,0 +1,106 @@
+"""The reconcile loop shared by every kind: read -> observe -> plan -> apply -> status -> events.
+
+kopf delivers events; this module turns them into level-triggered reconciles, one at a time
+per resource, retried with back-off on error and re-run when a plan asks to look again.
+Nothing is stored on the user's object except status: no annotations, no finalizers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import pydantic
+
+from ..api.common import API_VERSION, Condition, Resource
+from ..kube import events, read, status
+from ..kube.apply import apply_all
+from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
+from ..plan.common import Event, Plan, set_condition
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=Resource)
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class Reconciler(Generic[R]):
+    model: type[R]
+    plan: Callable[[R, datetime], Awaitable[Plan]]
+    """Gathers the observation (reads only) and calls the pure plan."""
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.model.crd.kind
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            started = time.monotonic()
+            try:
+                plan = await self._reconcile_once(namespace, name)
+            except Exception:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(MAX_BACKOFF, 2.0**failures)
+                log.exception("reconcile of %s %s/%s failed; retrying in %.0fs", self.kind, namespace, name, delay)
+                RECONCILES.labels(self.kind, "error").inc()
+                self.schedule(namespace, name, delay)
+                return
+            finally:
+                RECONCILE_SECONDS.labels(self.kind).observe(time.monotonic() - started)
+            self._failures.pop(key, None)
+            RECONCILES.labels(self.kind, "ok").inc()
+            if plan is not None and plan.requeue_after is not None:
+                self.schedule(namespace, name, plan.requeue_after)
+
+    async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
+        body = await read.get(API_VERSION, self.kind, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None  # children go with it through their owner references
+        observed_status = body.get("status") or {}
+        now = datetime.now(UTC)
+        try:
+            resource = self.model.model_validate(body)
+        except pydantic.ValidationError as error:
+            await self._refuse(body, error, now)
+            return None
+        plan = await self.plan(resource, now)
+        writes = await apply_all(plan.children)
+        writes += await status.write_status(resource, observed_status, plan.status)
+        WRITES.labels(self.kind, "any").inc(writes)
+        await events.emit(resource, plan.events)
+        return plan
+
+    async def _refuse(self, body: dict[str, Any], error: pydantic.ValidationError, now: datetime) -> None:
+        """A spec the apiserver accepted but the operator cannot use: say so once, do not retry."""
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = f"invalid spec at {where}: {first['msg']}"
+        # Only metadata is needed to address the status write and the event.
+        shell = self.model.model_construct(kind=self.kind, metadata=body["metadata"])
+        old = body.get("status") or {}
+        conditions = [c for c in old.get("conditions", []) if isinstance(c, dict)]
+        parsed = [Condition.model_validate(c) for c in conditions]
+        before = {c.type: (c.status, c.reason) for c in parsed}
+        updated = set_condition(parsed, "Degraded", "True", "InvalidSpec", message, now, shell.generation)
+        new = {**old, "conditions": [c.wire() for c in updated], "observedGeneration": shell.generation}
+        await status.write_status(shell, old, new)
+        if before.get("Degraded") != ("True", "InvalidSpec"):
+            await events.emit(shell, [Event("Warning", "InvalidSpec", message)])
+
+    def schedule(self, namespace: str, name: str, delay: float) -> None:
+        """Reconcile again after `delay` seconds (one pending timer per resource)."""
+        key = (namespace, name)
+        pending = self._scheduled.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+        loop = asyncio.get_running_loop()
+        self._scheduled[key] = loop.call_later(delay, lambda: loop.create_task(self.reconcile(namespace, name)))

@@ -1,0 +1,43 @@
+"""Kubernetes Events on our resources, so `kubectl describe` reads like a log of decisions."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from kubernetes import client
+
+from ..api.common import Resource
+from ..plan.common import FIELD_MANAGER, Event
+from .client import api_client, call
+
+log = logging.getLogger(__name__)
+
+
+def _create(resource: Resource, event: Event, now: datetime) -> None:
+    body = client.EventsV1Event(
+        metadata=client.V1ObjectMeta(generate_name=f"{resource.name}.", namespace=resource.namespace),
+        event_time=now,
+        type=event.type,
+        reason=event.reason,
+        note=event.message[:1024],
+        action=event.reason,
+        reporting_controller=f"llmops.dev/{FIELD_MANAGER}",
+        reporting_instance=FIELD_MANAGER,
+        regarding=client.V1ObjectReference(
+            api_version=resource.api_version,
+            kind=resource.crd.kind,
+            name=resource.name,
+            namespace=resource.namespace,
+            uid=resource.uid,
+        ),
+    )
+    client.EventsV1Api(api_client()).create_namespaced_event(resource.namespace, body)
+
+
+async def emit(resource: Resource, events: list[Event]) -> None:
+    for event in events:
+        try:
+            await call(_create, resource, event, datetime.now(UTC))
+        except Exception:  # an Event is best effort: never fail a reconcile for one
+            log.exception("could not post event %s on %s/%s", event.reason, resource.namespace, resource.name)
