@@ -7,8 +7,8 @@ from pathlib import Path
 import pydantic
 import pytest
 import yaml
-from llmops.api import KINDS
 
+from llmops.api import KINDS
 from tests.support.crds import validate
 from tests.support.invalid_specs import EXAMPLES, INVALID_SPECS, InvalidSpec, patched
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from llmops.api import crdgen
-
 from tests.support.crds import CRD_DIR
 
 

@@ -157,6 +157,8 @@ def transition_events(before: list[Condition], after: list[Condition], warnings:
         old = condition(before, new.type)
         if old and (old.status, old.reason) == (new.status, new.reason):
             continue
+        if old is None and new.reason == "AsExpected":
+            continue  # "not degraded" on creation is no news
         kind: Literal["Normal", "Warning"] = "Warning" if new.reason in warnings else "Normal"
         events.append(Event(kind, new.reason, new.message or f"{new.type} is {new.status}"))
     return events
