@@ -1,0 +1,1 @@
+"""The fine-tuning workload: python -m llmops_trainer --help."""
