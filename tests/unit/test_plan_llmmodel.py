@@ -154,6 +154,15 @@ def test_failed_build_reports_the_builders_message() -> None:
     assert {(e.type, e.reason) for e in plan.events} >= {("Warning", "BuildFailed")}
 
 
+def test_a_build_that_completes_without_a_manifest_is_a_failed_build() -> None:
+    first, m = step(model(), LLMModelObservation())
+    job = by_kind(first, "Job")[0]
+    done = {**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    plan, _ = step(m, LLMModelObservation(build_job=done, build_pods=[]))
+    assert conditions(plan)["Built"] == ("False", "BuildFailed")
+    assert "without a result" in plan.status["conditions"][0]["message"]
+
+
 @pytest.mark.parametrize(
     ("pod_status", "reason"),
     [

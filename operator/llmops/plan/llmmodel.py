@@ -389,6 +389,10 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
                 build_failure = (result or {}).get("error") or termination_message(observed.build_pods, "builder")
                 build_failure = f"build job {job_name} failed: {build_failure or 'see its pod logs'}"
                 set_("Built", False, "BuildFailed", build_failure)
+            elif job is not None and job_condition(job, "Complete"):
+                # The builder's manifest is its termination message; without it there is no digest to serve.
+                build_failure = f"build job {job_name} completed without a result in its termination message"
+                set_("Built", False, "BuildFailed", build_failure)
             else:
                 building = True
                 set_("Built", False, "Building", f"build job {job_name} is running ({model.spec.build.quantization})")
