@@ -67,7 +67,6 @@ class Hyperparameters(ApiModel):
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
     batch_size: int = Field(default=8, ge=1, le=65536)
     """Per-worker batch size."""
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
     seed: int = Field(default=42, ge=0)
 
 
@@ -142,6 +141,8 @@ class FineTuneJobStatus(ApiModel):
     progress: Progress | None = None
     resumes: int = 0
     """How many times training resumed from a checkpoint after losing a pod."""
+    worker_pod: str | None = None
+    """The rank-0 training pod whose progress is shown; a new one means training resumed."""
     last_resumed_from_step: int | None = None
     start_time: str | None = None
     completion_time: str | None = None

@@ -36,6 +36,32 @@ def _server_side_apply(manifest: Manifest) -> None:
     )
 
 
+def job_update(current: Manifest, desired: Manifest) -> dict[str, Any] | None:
+    """A merge patch of what may still change in an existing Job: only spec.suspend.
+
+    A Job's pod template is immutable; re-applying it after, say, an image default changed
+    would be refused forever, so new settings apply to the next Job instead. (A partial
+    server-side apply would not do either: it would give up, and so try to remove, the
+    template fields we own.)
+    """
+    want = desired.get("spec", {}).get("suspend")
+    if want is None or current.get("spec", {}).get("suspend") == want:
+        return None
+    return {"spec": {"suspend": want}}
+
+
+def _merge_patch(manifest: Manifest, patch: dict[str, Any]) -> None:
+    resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+    meta = manifest["metadata"]
+    resource.patch(
+        body=patch,
+        name=meta["name"],
+        namespace=meta.get("namespace"),
+        content_type="application/merge-patch+json",
+        field_manager=FIELD_MANAGER,
+    )
+
+
 async def apply(manifest: Manifest) -> bool:
     """Make the object look like the manifest; returns whether a write was needed.
 
@@ -46,6 +72,13 @@ async def apply(manifest: Manifest) -> bool:
     current = await get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
     if current is not None and contains(current, manifest):
         return False
+    if current is not None and manifest["kind"] == "Job":
+        patch = job_update(current, manifest)
+        if patch is None:
+            return False
+        log.info("patching Job %s/%s: %s", meta.get("namespace"), meta["name"], patch)
+        await call(_merge_patch, manifest, patch)
+        return True
     log.info("applying %s %s/%s", manifest["kind"], meta.get("namespace"), meta["name"])
     await call(_server_side_apply, manifest)
     return True

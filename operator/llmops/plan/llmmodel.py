@@ -8,11 +8,9 @@ artifact keeps serving while a new one builds, or after one fails.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlparse
 
 from ..api.common import Condition
 from ..api.llmmodel import Artifact, Endpoint, Lineage, LLMModel, Phase
@@ -31,15 +29,23 @@ from .common import (
     set_condition,
     transition_events,
 )
+from .workloads import (
+    PVC_ROOT,
+    job_condition,
+    parse_result,
+    pod_failure_policy,
+    pod_problem,
+    pvc_claims,
+    pvc_volumes,
+    termination_message,
+)
 
 TRITON_MODEL_NAME = "llm"
 """One Triton model name for every version, so clients and canaries need no per-version name."""
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 REPOSITORY_MOUNT = "/repository"
-PVC_ROOT = "/mnt/pvc"
 TRITON_UID = 1000  # the triton-server user of the upstream image
 WARNING_REASONS = {"BuildFailed", "ImagePullBackOff", "Unschedulable", "CrashLoopBackOff", "SourceFailed"}
-POD_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"}
 
 
 @dataclass(frozen=True)
@@ -76,17 +82,6 @@ def repository_location(model: LLMModel, hash_: str) -> str:
     if storage is not None and storage.uri:
         return f"{storage.uri.rstrip('/')}/{model.namespace}/{model.name}/{hash_}"
     return f"{REPOSITORY_MOUNT}/{model.namespace}/{model.name}/{hash_}"
-
-
-def pvc_claims(*uris: str | None) -> list[str]:
-    """Claims named by pvc://<claim>/<path> URIs: each is mounted at /mnt/pvc/<claim>."""
-    return sorted({urlparse(u).netloc for u in uris if u and u.startswith("pvc://")})
-
-
-def pvc_volumes(claims: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes = [{"name": f"pvc-{c}", "persistentVolumeClaim": {"claimName": c, "readOnly": True}} for c in claims]
-    mounts = [{"name": f"pvc-{c}", "mountPath": f"{PVC_ROOT}/{c}", "readOnly": True} for c in claims]
-    return volumes, mounts
 
 
 def repository_pvc(model: LLMModel, settings: Settings) -> Manifest:
@@ -145,13 +140,7 @@ def desired_build_job(model: LLMModel, source_uri: str, hash_: str, settings: Se
         "spec": {
             "backoffLimit": 2,
             "ttlSecondsAfterFinished": 86400,
-            # Exit code 2 is the builder's "configuration error": retrying cannot help.
-            "podFailurePolicy": {
-                "rules": [
-                    {"action": "FailJob", "onExitCodes": {"containerName": "builder", "operator": "In", "values": [2]}},
-                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-                ]
-            },
+            "podFailurePolicy": pod_failure_policy("builder"),
             "template": {
                 "metadata": {"labels": child_metadata(model, "", "builder")["labels"]},
                 "spec": {
@@ -278,54 +267,6 @@ def endpoint(model: LLMModel) -> Endpoint:
         metrics=f"http://{host}:{METRICS_PORT}/metrics",
         model_name=TRITON_MODEL_NAME,
     )
-
-
-# --- reading observations -------------------------------------------------------------------
-
-
-def job_condition(job: dict[str, Any], type_: str) -> bool:
-    return any(
-        c.get("type") == type_ and c.get("status") == "True" for c in job.get("status", {}).get("conditions", [])
-    )
-
-
-def termination_message(pods: list[dict[str, Any]], container: str) -> str | None:
-    """The newest termination message the container left (the workloads write their result there)."""
-    messages = []
-    for pod in pods:
-        for status in pod.get("status", {}).get("containerStatuses", []):
-            terminated = status.get("state", {}).get("terminated") or {}
-            if status.get("name") == container and terminated.get("message"):
-                messages.append((terminated.get("finishedAt", ""), terminated["message"]))
-    return max(messages)[1].strip() if messages else None
-
-
-def parse_result(message: str | None) -> dict[str, Any] | None:
-    """The workload's result JSON: the last line of its termination message that parses."""
-    for line in reversed((message or "").splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
-
-
-def pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
-    """The first reason a pod cannot run, as (Reason, message), e.g. Unschedulable or ImagePullBackOff."""
-    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
-        name = pod.get("metadata", {}).get("name", "")
-        status = pod.get("status", {})
-        for cond in status.get("conditions", []):
-            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
-                return "Unschedulable", f"pod {name}: {cond.get('message', 'no node fits')}"
-        for container in status.get("containerStatuses", []):
-            waiting = container.get("state", {}).get("waiting") or {}
-            if waiting.get("reason") in POD_PROBLEMS:
-                reason = "ImagePullBackOff" if waiting["reason"] == "ErrImagePull" else waiting["reason"]
-                return reason, f"pod {name}: {waiting.get('message') or waiting['reason']}"
-    return None
 
 
 # --- the plan -------------------------------------------------------------------------------

@@ -1,0 +1,91 @@
+"""Reading and writing the workload pods: PVC mounts for pvc:// URIs, Job state, results, pod problems.
+
+The workloads (images/) share one contract: a pvc://<claim>/<path> URI is read from
+$LLMOPS_PVC_ROOT/<claim>/<path>, and the final result is one JSON object in the container's
+termination message (exit code 2 for a configuration error, which is never retried).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlparse
+
+PVC_ROOT = "/mnt/pvc"
+POD_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"}
+CONFIG_ERROR_EXIT = 2
+
+
+def pvc_claims(*uris: str | None) -> list[str]:
+    """Claims named by pvc://<claim>/<path> URIs: each is mounted at /mnt/pvc/<claim>."""
+    return sorted({urlparse(u).netloc for u in uris if u and u.startswith("pvc://")})
+
+
+def pvc_volumes(
+    claims: list[str], writable: frozenset[str] = frozenset()
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and mounts for claims at /mnt/pvc/<claim>, read-only unless listed as writable."""
+    volumes, mounts = [], []
+    for claim in claims:
+        read_only = claim not in writable
+        volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
+        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": read_only})
+    return volumes, mounts
+
+
+def pod_failure_policy(container: str) -> dict[str, Any]:
+    """Fail at once on a configuration error; evictions and lost nodes do not use up retries."""
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": container, "operator": "In", "values": [CONFIG_ERROR_EXIT]},
+            },
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def job_condition(job: dict[str, Any], type_: str) -> bool:
+    return any(
+        c.get("type") == type_ and c.get("status") == "True" for c in job.get("status", {}).get("conditions", [])
+    )
+
+
+def termination_message(pods: list[dict[str, Any]], container: str) -> str | None:
+    """The newest termination message the container left (the workloads write their result there)."""
+    messages = []
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            terminated = status.get("state", {}).get("terminated") or {}
+            if status.get("name") == container and terminated.get("message"):
+                messages.append((terminated.get("finishedAt", ""), terminated["message"]))
+    return max(messages)[1].strip() if messages else None
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    """The workload's result JSON: the last line of its termination message that parses."""
+    for line in reversed((message or "").splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The first reason a pod cannot run, as (Reason, message), e.g. Unschedulable or ImagePullBackOff."""
+    for pod in sorted(pods, key=lambda p: p.get("metadata", {}).get("name", "")):
+        name = pod.get("metadata", {}).get("name", "")
+        status = pod.get("status", {})
+        for cond in status.get("conditions", []):
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                return "Unschedulable", f"pod {name}: {cond.get('message', 'no node fits')}"
+        for container in status.get("containerStatuses", []):
+            waiting = container.get("state", {}).get("waiting") or {}
+            if waiting.get("reason") in POD_PROBLEMS:
+                reason = "ImagePullBackOff" if waiting["reason"] == "ErrImagePull" else waiting["reason"]
+                return reason, f"pod {name}: {waiting.get('message') or waiting['reason']}"
+    return None
