@@ -1,5 +1,5 @@
 """kopf wiring only: importing this package registers every handler."""
 
-from . import llmmodel, operator
+from . import finetunejob, llmmodel, operator
 
-__all__ = ["llmmodel", "operator"]
+__all__ = ["finetunejob", "llmmodel", "operator"]

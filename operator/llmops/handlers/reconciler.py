@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import kopf
 import pydantic
 
-from ..api.common import API_VERSION, Condition, Resource
+from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import apply_all
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
-from ..plan.common import Event, Plan, set_condition
+from ..plan.common import MANAGED_BY, Event, Plan, set_condition
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
@@ -104,3 +105,34 @@ class Reconciler(Generic[R]):
             pending.cancel()
         loop = asyncio.get_running_loop()
         self._scheduled[key] = loop.call_later(delay, lambda: loop.create_task(self.reconcile(namespace, name)))
+
+
+def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
+    """Register kopf handlers: the resource's own events, its children's, and a periodic resync.
+
+    Children are found through the label llmops.dev/<kind>=<name> that every child carries.
+    """
+    owner_label = f"llmops.dev/{reconciler.kind.lower()}"
+    child_labels: dict[str, Any] = {**MANAGED_BY, owner_label: kopf.PRESENT}
+
+    async def resource_changed(type: str, namespace: str | None, name: str, **_: Any) -> None:
+        if type != "DELETED" and namespace:
+            await reconciler.reconcile(namespace, name)
+
+    async def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        if namespace:
+            await reconciler.reconcile(namespace, labels[owner_label])
+
+    async def resync(namespace: str | None, name: str, **_: Any) -> None:
+        """Level-triggered safety net: a missed event is repaired within one resync interval."""
+        if namespace:
+            await reconciler.reconcile(namespace, name)
+
+    kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(resource_changed)
+    for group, version, children in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
+        handler_id = f"{plural}-{children}"
+        if group:
+            kopf.on.event(group, version, children, labels=child_labels, id=handler_id)(child_changed)
+        else:
+            kopf.on.event(version, children, labels=child_labels, id=handler_id)(child_changed)
+    kopf.timer(GROUP, VERSION, plural, interval=resync_seconds, idle=resync_seconds, id=f"{plural}-resync")(resync)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import call, dynamic, is_not_found
+from kubernetes import client
+
+from .client import api_client, call, dynamic, is_not_found
 
 
 def _get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -34,3 +36,21 @@ async def list_(api_version: str, kind: str, namespace: str, selector: str) -> l
 
 def selector(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _pod_log(namespace: str, name: str, container: str, lines: int) -> str | None:
+    try:
+        text: str = client.CoreV1Api(api_client()).read_namespaced_pod_log(
+            name, namespace, container=container, tail_lines=lines
+        )
+    except Exception as error:
+        # No log yet (container creating) or the pod is gone: progress simply does not move.
+        if is_not_found(error) or getattr(error, "status", None) == 400:
+            return None
+        raise
+    return text
+
+
+async def pod_log(namespace: str, name: str, container: str, lines: int) -> str | None:
+    """The last `lines` lines of a container's log, or None when there is none yet."""
+    return await call(_pod_log, namespace, name, container, lines)

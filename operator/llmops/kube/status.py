@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes import client
+
 from ..api.common import GROUP, VERSION, Resource
 from .client import api_client, call
 
@@ -18,8 +20,6 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def _patch(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    from kubernetes import client
-
     client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, plural, name, {"status": patch}
     )
