@@ -82,7 +82,8 @@ def tokenize(cases: list[dict[str, str]], tokenizer: Any, max_len: int) -> list[
     eos = tokenizer.eos_token_id
     out = []
     for c in cases:
-        p = tokenizer(c["prompt"], add_special_tokens=False)["input_ids"]
+        # The prompt is encoded as at serving time (with the BOS a template may add).
+        p = tokenizer(c["prompt"])["input_ids"]
         comp = tokenizer(c["completion"], add_special_tokens=False)["input_ids"]
         ids = (p + comp + ([eos] if eos is not None else []))[:max_len]
         labels = ([-100] * len(p) + comp + ([eos] if eos is not None else []))[:max_len]

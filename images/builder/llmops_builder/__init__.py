@@ -1,0 +1,1 @@
+"""The build workload: python -m llmops_builder --help."""
