@@ -1,0 +1,245 @@
+"""LLMModel and FineTuneJob reconciled by the operator process on the real control plane.
+
+kwok runs the pods: serving pods become Ready, Job pods complete. The builder's and trainer's
+results (their termination messages) come from the kwok stage e2e/cluster/stages/llmops-workloads.yaml,
+which stands in for the real programs (tested on their own in tests/workload).
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.support.crds import CRD_DIR
+from tests.support.invalid_specs import example, patched
+from tests.support.operator import OperatorProcess, wait_for
+
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+GROUP, VERSION = "llmops.dev", "v1alpha1"
+
+
+@pytest.fixture(scope="module")
+def operator(kubectl: Kubectl, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=llmops-operator"
+    )
+    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+class Kube:
+    """Small typed helpers over the test cluster."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.ns = namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
+
+    def create(self, obj: dict[str, Any]) -> None:
+        plural = obj["kind"].lower() + "s"
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, obj)
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name))
+
+    def patch_spec(self, plural: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name, {"spec": spec})
+
+    def condition(self, plural: str, name: str, type_: str) -> tuple[str, str] | None:
+        for c in self.get(plural, name).get("status", {}).get("conditions", []):
+            if c["type"] == type_:
+                return c["status"], c["reason"]
+        return None
+
+    def jobs(self) -> list[str]:
+        return sorted(j.metadata.name for j in self.batch.list_namespaced_job(self.ns).items)
+
+    def bound_claim(self, name: str) -> None:
+        """A PVC bound to a hostPath PV: the local cluster has no storage provisioner."""
+        pv = f"{self.ns}-{name}"
+        self.core.create_persistent_volume(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"llmops.dev/test": "true"}},
+                "spec": {
+                    "capacity": {"storage": "10Gi"},
+                    "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+                    "hostPath": {"path": f"/tmp/llmops-pv/{pv}"},
+                    "claimRef": {"namespace": self.ns, "name": name},
+                    "persistentVolumeReclaimPolicy": "Delete",
+                },
+            }
+        )
+        self.core.create_namespaced_persistent_volume_claim(
+            self.ns,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "10Gi"}},
+                },
+            },
+        )
+
+
+@pytest.fixture
+def kube(api_client: Any, namespace: str) -> Iterator[Kube]:
+    k = Kube(api_client, namespace)
+    for claim in ("models", "datasets", "model-repositories", "training-checkpoints"):
+        k.bound_claim(claim)
+    yield k
+    for pv in k.core.list_persistent_volume(label_selector="llmops.dev/test=true").items:
+        if pv.metadata.name.startswith(f"{namespace}-"):
+            k.core.delete_persistent_volume(pv.metadata.name)
+
+
+def llmmodel(name: str = "tinystories-base", **changes: Any) -> dict[str, Any]:
+    obj = patched(example("llmmodel"), {"spec.serving.replicas": 1, **changes})
+    obj["metadata"]["name"] = name
+    return obj
+
+
+def ready(kube: Kube, name: str) -> bool:
+    return kube.condition("llmmodels", name, "Ready") == ("True", "Serving")
+
+
+def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube: Kube) -> None:
+    kube.create(llmmodel())
+    wait_for(lambda: ready(kube, "tinystories-base"), 90, "LLMModel Ready")
+    model = kube.get("llmmodels", "tinystories-base")
+    assert model["status"]["phase"] == "Ready"
+    assert model["status"]["artifact"]["digest"].startswith("sha256:")
+    assert model["status"]["observedGeneration"] == model["metadata"]["generation"]
+    [job] = kube.jobs()
+    assert job.startswith("tinystories-base-build-")
+    deployment = kube.apps.read_namespaced_deployment("tinystories-base", kube.ns)
+    assert deployment.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+    service = kube.core.read_namespaced_service("tinystories-base", kube.ns)
+    assert {p.name for p in service.spec.ports} == {"http", "grpc", "metrics"}
+    pods = kube.core.list_namespaced_pod(kube.ns, label_selector="app.kubernetes.io/component=serving").items
+    gpu_nodes = {
+        n.metadata.name for n in kube.core.list_node().items if "nvidia.com/gpu" in (n.status.allocatable or {})
+    }
+    assert pods and all(p.spec.node_name in gpu_nodes for p in pods)
+    reasons = [e.reason for e in client.EventsV1Api(kube.core.api_client).list_namespaced_event(kube.ns).items
+               if e.regarding and e.regarding.kind == "LLMModel"]  # fmt: skip
+    assert {"Building", "Built", "Serving"} <= set(reasons)
+
+
+def test_editing_replicas_scales_without_rebuilding(operator: OperatorProcess, kube: Kube) -> None:
+    kube.create(llmmodel())
+    wait_for(lambda: ready(kube, "tinystories-base"), 90, "LLMModel Ready")
+    kube.patch_spec("llmmodels", "tinystories-base", {"serving": {"replicas": 3}})
+    wait_for(
+        lambda: kube.apps.read_namespaced_deployment("tinystories-base", kube.ns).spec.replicas == 3,
+        30,
+        "Deployment scaled to 3",
+    )
+    wait_for(lambda: ready(kube, "tinystories-base") and kube.get("llmmodels", "tinystories-base")["status"]
+             ["readyReplicas"] == 3, 60, "3 ready replicas")  # fmt: skip
+    assert len(kube.jobs()) == 1
+
+
+def test_editing_quantization_rebuilds_exactly_once(operator: OperatorProcess, kube: Kube) -> None:
+    kube.create(llmmodel())
+    wait_for(lambda: ready(kube, "tinystories-base"), 90, "LLMModel Ready")
+    first = kube.get("llmmodels", "tinystories-base")["status"]["artifact"]
+    kube.patch_spec("llmmodels", "tinystories-base", {"build": {"quantization": "FP16"}})
+    wait_for(
+        lambda: kube.get("llmmodels", "tinystories-base")["status"]["artifact"]["quantization"] == "FP16",
+        90,
+        "FP16 artifact",
+    )
+    wait_for(lambda: ready(kube, "tinystories-base"), 60, "Ready again")
+    assert len(kube.jobs()) == 2
+    assert kube.get("llmmodels", "tinystories-base")["status"]["artifact"]["buildHash"] != first["buildHash"]
+
+
+def test_deleting_the_model_deletes_its_children(operator: OperatorProcess, kube: Kube) -> None:
+    kube.create(llmmodel())
+    wait_for(lambda: ready(kube, "tinystories-base"), 90, "LLMModel Ready")
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, kube.ns, "llmmodels", "tinystories-base")
+
+    def gone() -> bool:
+        deployments = kube.apps.list_namespaced_deployment(kube.ns).items
+        services = kube.core.list_namespaced_service(kube.ns).items
+        return not deployments and not services and not kube.jobs()
+
+    wait_for(gone, 60, "children garbage-collected")
+
+
+def test_a_model_asking_for_more_gpus_than_any_node_has_is_unschedulable(operator: OperatorProcess, kube: Kube) -> None:
+    kube.create(llmmodel(**{"spec.serving.resources.gpus": 16}))
+    wait_for(
+        lambda: kube.condition("llmmodels", "tinystories-base", "Degraded") == ("True", "Unschedulable"),
+        60,
+        "Degraded/Unschedulable",
+    )
+    model = kube.get("llmmodels", "tinystories-base")
+    message = next(c["message"] for c in model["status"]["conditions"] if c["type"] == "Degraded")
+    assert "nvidia.com/gpu" in message
+
+
+def finetunejob(workers: int) -> dict[str, Any]:
+    obj = patched(example("finetunejob"), {"spec.workers": workers, "spec.resources.gpus": 2})
+    obj["metadata"]["name"] = f"ft-{workers}"
+    obj["spec"]["output"]["name"] = f"ft-{workers}-model"
+    return obj
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fine_tune_runs_on_gpu_nodes_and_produces_a_ready_model(
+    operator: OperatorProcess, kube: Kube, workers: int
+) -> None:
+    kube.create(llmmodel())
+    kube.create(finetunejob(workers))
+    name = f"ft-{workers}"
+    wait_for(lambda: kube.get("finetunejobs", name).get("status", {}).get("phase") == "Succeeded", 90, "Succeeded")
+    pods = kube.core.list_namespaced_pod(kube.ns, label_selector=f"job-name={name}-train").items
+    assert len(pods) == workers
+    for pod in pods:
+        node = kube.core.read_node(pod.spec.node_name)
+        assert int(node.status.allocatable["nvidia.com/gpu"]) >= 2
+        assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2"
+    wait_for(lambda: ready(kube, f"{name}-model"), 90, "output LLMModel Ready")
+    lineage = kube.get("llmmodels", f"{name}-model")["status"]["lineage"]
+    assert lineage["fineTuneJob"] == name and lineage["baseModel"] == "tinystories-base"
+
+
+def test_killing_the_operator_at_random_moments_never_duplicates_children(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    rng = random.Random(7)
+    kube.create(llmmodel())
+    kube.create(finetunejob(2))
+    kills = 0
+    for _ in range(20):
+        time.sleep(rng.uniform(0.1, 1.2))
+        operator.kill()
+        kills += 1
+        operator.start()
+        if kills == 10:
+            kube.patch_spec("llmmodels", "tinystories-base", {"build": {"quantization": "FP16"}})
+    wait_for(lambda: ready(kube, "tinystories-base"), 120, "base model Ready after the kills")
+    wait_for(lambda: ready(kube, "ft-2-model"), 120, "fine-tuned model Ready after the kills")
+    jobs = kube.jobs()
+    builds = [j for j in jobs if j.startswith("tinystories-base-build-")]
+    assert len(builds) <= 2, jobs  # one per build spec it saw, never two for the same
+    assert len(set(jobs)) == len(jobs)
+    assert len([j for j in jobs if j == "ft-2-train"]) == 1
+    assert len(kube.apps.list_namespaced_deployment(kube.ns).items) == 2
+    print(f"\noperator killed {kills} times")
