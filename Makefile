@@ -36,10 +36,16 @@ lint: dev ## ruff + mypy on operator/
 	$(VENV)/bin/ruff format --check operator
 	MYPYPATH=operator $(VENV)/bin/mypy -p llmops
 
+up: ## the quick start: local cluster + operator + examples, with a live view
+	e2e/up.sh up
+
+down: ## stop what `make up` started
+	e2e/up.sh down
+
 run: dev ## run the operator against the current kubeconfig
 	$(PY) -m llmops
 
-.PHONY: help dev test test-unit crds crds-check lint run
+.PHONY: help dev test test-unit crds crds-check lint up down run
 
 # ---- local control plane (e2e/cluster.sh, e2e/cluster/README.md) ------------------------
 cluster-bins: ## build the pinned etcd/kube/kwok/helm binaries into ~/.cache/llmops/bin
