@@ -1,0 +1,1 @@
+"""The evaluation workload: python -m llmops_evaluator --help."""
