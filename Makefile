@@ -15,12 +15,12 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,workloads]'
 	touch $@
 
 dev: $(VENV)/.installed ## create the virtualenv and install everything
 
-test: test-unit test-cluster ## every test level that can run on this machine
+test: test-unit test-cluster test-workloads ## every test level that can run on this machine
 
 test-unit: dev ## unit tests: api, plan, generators (seconds)
 	$(RUN_TESTS) tests/unit
@@ -64,3 +64,13 @@ test-cluster: dev cluster-bins ## tests against the local control plane
 	$(RUN_TESTS) -m cluster tests/cluster
 
 .PHONY: cluster-bins cluster-up cluster-down cluster-status test-cluster
+
+WORKLOAD_PATH := images/trainer:images/builder:images/evaluator:images/common
+
+test-workloads: dev ## workload tests: trainer, builder, evaluator, tritonserver on a tiny model
+	PYTHONPATH=$(WORKLOAD_PATH) $(RUN_TESTS) -m workload tests/workload
+
+bench-workloads: dev ## workload benchmarks: int8 vs fp32, Triton batching, trainer speed (.bench/)
+	PYTHONPATH=$(WORKLOAD_PATH) $(PY) tests/bench/bench_workloads.py
+
+.PHONY: test-workloads bench-workloads

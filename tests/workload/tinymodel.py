@@ -46,7 +46,10 @@ def make_tokenizer(texts: list[str]):
     trainer = trainers.BpeTrainer(vocab_size=64, special_tokens=SPECIALS, show_progress=False)
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        unk_token="<unk>",
         bos_token="<eos>",
     )
 
@@ -58,8 +61,14 @@ def make_tiny_model(out: Path, cases: list[dict], seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tok = make_tokenizer([c["prompt"] + c["completion"] for c in cases])
     config = GPT2Config(
-        vocab_size=len(tok), n_positions=32, n_embd=64, n_layer=2, n_head=4, n_inner=256,
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+        vocab_size=len(tok),
+        n_positions=32,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        n_inner=256,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
     model = GPT2LMHeadModel(config)
@@ -67,3 +76,26 @@ def make_tiny_model(out: Path, cases: list[dict], seed: int = 0) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def exact_match_transformers(model_dir: Path, cases: list[dict], max_new_tokens: int = 8) -> float:
+    """Greedy decoding with plain transformers: the reference the ONNX path must match."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    hits = 0
+    with torch.no_grad():
+        for c in cases:
+            ids = tok(c["prompt"], return_tensors="pt")
+            out = model.generate(
+                **ids,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+            text = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+            hits += text.strip() == c["completion"].strip()
+    return hits / len(cases)
