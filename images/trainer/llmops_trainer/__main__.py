@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         return train(cfg)
 
     def result_file() -> str | None:
+        if not _is_main_rank():
+            # Under torchrun several workers share one container and its termination log:
+            # only rank 0, which saw the eval and wrote the output, reports there.
+            return None
         if args is not None and args.result_file:
             return str(args.result_file)
         if args is None:
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                     return a.split("=", 1)[1]
                 if a == "--result-file" and i + 1 < len(argv or sys.argv[1:]):
                     return (argv or sys.argv[1:])[i + 1]
-        return default_result_file() if _is_main_rank() else None
+        return default_result_file()
 
     return run_main(body, result_file)
 
