@@ -24,7 +24,8 @@ from .common import (
 )
 
 Quantization = Literal["None", "FP16", "Int8Dynamic", "Int8Static", "Int4WeightOnly"]
-DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
+DEFAULT_SERVING_IMAGE = "ghcr.io/llmops-dev/serving:0.1.0"
+"""Upstream Triton plus ONNX Runtime and tokenizers (images/serving)."""
 
 
 class FineTuneJobReference(ApiModel):
@@ -151,8 +152,8 @@ class ServingSpec(ApiModel):
         ),
     )
 
-    image: str = Field(default=DEFAULT_TRITON_IMAGE, max_length=512)
-    """Triton Inference Server image."""
+    image: str = Field(default=DEFAULT_SERVING_IMAGE, max_length=512)
+    """Triton Inference Server image; it must provide what the generation model imports (images/serving)."""
     replicas: int = Field(default=1, ge=0, le=1000)
     """Serving pods (ignored when autoscaling is set)."""
     resources: GPUResources = Field(default_factory=GPUResources)

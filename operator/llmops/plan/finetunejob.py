@@ -30,6 +30,7 @@ from .common import (
 )
 from .workloads import (
     PVC_ROOT,
+    WORKLOAD_UID,
     job_condition,
     parse_result,
     pod_failure_policy,
@@ -41,7 +42,6 @@ from .workloads import (
 
 TRAINER = "trainer"
 RENDEZVOUS_PORT = 29500
-TRAINER_UID = 1000
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 WARNING_REASONS = {"TrainingFailed", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "Resumed"}
 
@@ -166,7 +166,7 @@ def desired_training_job(job: FineTuneJob, base_uri: str, settings: Settings) ->
         metadata["labels"][KUEUE_QUEUE_LABEL] = spec.scheduling.queue_name
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": TRAINER_UID, "fsGroup": TRAINER_UID},
+        "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": WORKLOAD_UID, "fsGroup": WORKLOAD_UID},
         "containers": [container],
         "volumes": volumes,
         **pod_scheduling(spec.scheduling, spec.resources.gpus, spec.resources.gpu_type),

@@ -31,6 +31,7 @@ from .common import (
 )
 from .workloads import (
     PVC_ROOT,
+    WORKLOAD_UID,
     job_condition,
     parse_result,
     pod_failure_policy,
@@ -145,7 +146,7 @@ def desired_build_job(model: LLMModel, source_uri: str, hash_: str, settings: Se
                 "metadata": {"labels": child_metadata(model, "", "builder")["labels"]},
                 "spec": {
                     "restartPolicy": "Never",
-                    "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": TRITON_UID, "fsGroup": TRITON_UID},
+                    "securityContext": {**RESTRICTED_POD_SECURITY, "runAsUser": WORKLOAD_UID, "fsGroup": WORKLOAD_UID},
                     "containers": [container],
                     "volumes": volumes,
                 },

@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 PVC_ROOT = "/mnt/pvc"
 POD_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"}
 CONFIG_ERROR_EXIT = 2
+WORKLOAD_UID = 10001
+"""The non-root user of the builder, trainer and evaluator images."""
 
 
 def pvc_claims(*uris: str | None) -> list[str]:
