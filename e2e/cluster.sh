@@ -109,8 +109,9 @@ start() {
   log "starting $name"
   # setsid makes the process a session and process-group leader: $! is its pid and pgid,
   # and `down` signals the whole group. stdin/stdout/stderr never point at the caller's
-  # pipes, so a caller that captures our output is not held open by the daemons.
-  setsid "$bin" "$@" </dev/null >>"$state/logs/$name.log" 2>&1 &
+  # pipes, so a caller that captures our output is not held open by the daemons; and the
+  # lock (fd 9) is closed, or the daemons would hold it for as long as they run.
+  setsid "$bin" "$@" </dev/null >>"$state/logs/$name.log" 2>&1 9>&- &
   echo $! >"$(pidfile "$name")"
 }
 
@@ -143,7 +144,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pki() {
   local d="$state/pki"
   mkdir -p "$d"
-  if [[ -f $d/ca.crt && -f $d/.complete ]] && openssl x509 -checkend 86400 -noout -in "$d/ca.crt" >/dev/null; then
+  if [[ -f $d/front-proxy-client.crt && -f $d/.complete ]] && openssl x509 -checkend 86400 -noout -in "$d/ca.crt" >/dev/null; then
     return 0
   fi
   log "generating certificates in $d"
@@ -176,6 +177,18 @@ pki() {
   leaf kube-controller-manager "/CN=system:kube-controller-manager" clientAuth
   leaf kube-scheduler "/CN=system:kube-scheduler" clientAuth
   leaf kwok "/O=system:masters/CN=kwok-controller" clientAuth
+  # aggregation layer (requestheader authentication): its own CA, as kubeadm does
+  openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=llmops-local-front-proxy-ca" \
+    -keyout "$d/front-proxy-ca.key" -out "$d/front-proxy-ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=front-proxy-client" \
+    -keyout "$d/front-proxy-client.key" -out "$d/front-proxy-client.csr" 2>/dev/null
+  printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
+    >"$d/front-proxy-client.ext"
+  openssl x509 -req -sha256 -days 3650 -in "$d/front-proxy-client.csr" -CA "$d/front-proxy-ca.crt" \
+    -CAkey "$d/front-proxy-ca.key" -CAcreateserial -extfile "$d/front-proxy-client.ext" \
+    -out "$d/front-proxy-client.crt" 2>/dev/null
+  rm -f "$d/front-proxy-client.csr" "$d/front-proxy-client.ext"
   # service-account token signing key pair
   openssl genrsa -out "$d/sa.key" 2048 2>/dev/null
   openssl rsa -in "$d/sa.key" -pubout -out "$d/sa.pub" 2>/dev/null
@@ -339,14 +352,22 @@ EOF
     --unsafe-no-fsync=true --log-level=warn
   wait_for etcd etcd_healthy || fail_up
 
+  # --endpoint-reconciler-type=none: the lease reconciler refuses a loopback advertise address
+  # ("may not be in the loopback range"); nothing here reaches the apiserver through the
+  # `kubernetes` Service, so that Service simply has no endpoints.
   start kube-apiserver \
     --advertise-address=127.0.0.1 --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --endpoint-reconciler-type=none \
     --etcd-servers="https://127.0.0.1:$ETCD_PORT" --etcd-cafile="$d/ca.crt" \
     --etcd-certfile="$d/apiserver-etcd-client.crt" --etcd-keyfile="$d/apiserver-etcd-client.key" \
     --tls-cert-file="$d/apiserver.crt" --tls-private-key-file="$d/apiserver.key" --client-ca-file="$d/ca.crt" \
     --service-account-key-file="$d/sa.pub" --service-account-signing-key-file="$d/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range="$SERVICE_CIDR" \
+    --requestheader-client-ca-file="$d/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$d/front-proxy-client.crt" --proxy-client-key-file="$d/front-proxy-client.key" \
     --authorization-mode=Node,RBAC \
     --enable-admission-plugins=NodeRestriction,ExtendedResourceToleration \
     --allow-privileged=true \
@@ -377,7 +398,7 @@ EOF
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-lease-duration-seconds=40 \
-    --cidr="$POD_CIDR" --node-ip=10.240.0.1 \
+    --cidr="$POD_CIDR" \
     "${cfgs[@]}"
 
   wait_for "kube-controller-manager /healthz" component_healthz "$KCM_PORT" || fail_up

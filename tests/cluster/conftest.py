@@ -93,9 +93,7 @@ class Cluster:
             timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(
-                proc.returncode, proc.args, output=proc.stdout, stderr=proc.stderr
-            )
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, output=proc.stdout, stderr=proc.stderr)
         return proc
 
     def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -146,16 +144,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cluster() -> Cluster:
     versions = read_versions()
     if _truthy("LLMOPS_SKIP_CLUSTER") and not _truthy("CI") and not _bins_present(versions):
-        pytest.skip("LLMOPS_SKIP_CLUSTER=1 and the cluster binaries are not built (make cluster-bins)")
+        pytest.skip("LLMOPS_SKIP_CLUSTER=1 and the cluster binaries are not built (cluster-bins)")
     try:
         proc = _cluster_sh("up", timeout=UP_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:
-        _cannot_start(f"e2e/cluster.sh up timed out after {UP_TIMEOUT_S:.0f}s\n{e.stderr or ''}")
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        _cannot_start(f"e2e/cluster.sh up timed out after {UP_TIMEOUT_S:.0f}s\n{err or ''}")
         raise  # unreachable
     if proc.returncode != 0:
         _cannot_start(
-            f"e2e/cluster.sh up failed (exit {proc.returncode}):\n"
-            f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+            f"e2e/cluster.sh up failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     kubeconfig = Path(_cluster_sh("kubeconfig").stdout.strip())
     kubectl_path = Path(_cluster_sh("which", "kubectl").stdout.strip())
@@ -202,14 +200,12 @@ def _namespace_name(nodeid: str) -> str:
 @pytest.fixture
 def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
     name = _namespace_name(request.node.nodeid)
     core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={"llmops.dev/test": "true"})
-        )
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"llmops.dev/test": "true"}))
     )
     # the ServiceAccount admission plugin refuses pods until `default` exists
     deadline = time.monotonic() + 60
