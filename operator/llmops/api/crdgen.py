@@ -73,7 +73,7 @@ def structural(node: Any, defs: Schema) -> Any:
 
 
 def _object_defaults(model: type[BaseModel], schema: Schema) -> None:
-    """Give object fields built by default_factory a `{}` default, so nested defaults apply."""
+    """Give object fields built by default_factory their default, so an omitted object is filled in."""
     for name, field in model.model_fields.items():
         prop = schema.get("properties", {}).get(field.alias or name)
         sub = _model_of(field.annotation)
@@ -83,7 +83,10 @@ def _object_defaults(model: type[BaseModel], schema: Schema) -> None:
             _object_defaults(sub, prop["items"])
             continue
         if field.default_factory is not None:
-            prop["default"] = {}
+            # The whole default, not `{}`: the apiserver checks CEL rules against the default
+            # value as written, before nested defaults would fill it in.
+            default = field.get_default(call_default_factory=True, validated_data={})
+            prop["default"] = default.model_dump(by_alias=True, exclude_none=True, mode="json")
         _object_defaults(sub, prop)
 
 
