@@ -115,26 +115,29 @@ start() {
   echo $! >"$(pidfile "$name")"
 }
 
+# stop NAME...: SIGTERM the process groups of the named components together, wait for them,
+# SIGKILL whatever is left after 10s.
 stop() {
-  local name=$1 pid i
-  if ! pid=$(running_pid "$name"); then
-    rm -f "$(pidfile "$name")"
-    return 0
-  fi
-  log "stopping $name (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
+  local name pid i pids=()
+  for name in "$@"; do
+    if pid=$(running_pid "$name"); then
+      log "stopping $name (pid $pid)"
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not exit after SIGTERM; sending SIGKILL"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  alive() { local p; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+  if ((${#pids[@]})); then
+    for ((i = 0; i < 100; i++)); do alive || break; sleep 0.1; done
+    if alive; then
+      log "$* did not exit after SIGTERM; sending SIGKILL"
+      for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done
+      for ((i = 0; i < 50; i++)); do alive || break; sleep 0.1; done
+    fi
+    # any straggler left in the groups
+    for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   fi
-  # any straggler left in the group
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$(pidfile "$name")"
+  for name in "$@"; do rm -f "$(pidfile "$name")"; done
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -428,8 +431,10 @@ fail_up() {
 }
 
 stop_all() {
-  local i
-  for ((i = ${#components[@]} - 1; i >= 0; i--)); do stop "${components[i]}"; done
+  # the clients of the apiserver together, then the apiserver, then etcd
+  stop kwok kube-scheduler kube-controller-manager
+  stop kube-apiserver
+  stop etcd
 }
 
 cmd_down() {
