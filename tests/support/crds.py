@@ -114,7 +114,8 @@ def _list_map_errors(schema: dict[str, Any], value: Any, path: str) -> list[Fiel
                 key = tuple(item.get(k) for k in keys)
                 if key in seen:
                     duplicate = dict(zip(keys, key, strict=True))
-                    errors.append(FieldError(_join(path, i), f"Duplicate value: {duplicate}", cross_field=True))
+                    # like server-side apply, name the list
+                    errors.append(FieldError(path, f"duplicate entries for key {duplicate}", cross_field=True))
                 seen.add(key)
             errors += _list_map_errors(schema["items"], item, _join(path, i))
     return errors

@@ -86,7 +86,7 @@ INVALID_SPECS = [
                 "spec.metrics[0].pattern"),
     InvalidSpec("evals-unknown-metric", "evalsuite", {"spec.metrics.0.type": "Vibes"}, "spec.metrics[0].type"),
     InvalidSpec("evals-no-metrics", "evalsuite", {"spec.metrics": []}, "spec.metrics"),
-    InvalidSpec("evals-duplicate-metric", "evalsuite", {"spec.metrics.1.name": "exact"}, "spec.metrics[1]"),
+    InvalidSpec("evals-duplicate-metric", "evalsuite", {"spec.metrics.1.name": "exact"}, "spec.metrics"),
     InvalidSpec("evals-cases-and-uri", "evalsuite", {"spec.dataset.uri": "pvc://datasets/eval.jsonl"},
                 "spec.dataset"),
     InvalidSpec("ro-candidate-is-stable", "rollout", {"spec.candidate.name": "tinystories-base"},
