@@ -7,6 +7,7 @@ which stands in for the real programs (tested on their own in tests/workload).
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import time
@@ -117,7 +118,12 @@ def ready(kube: Kube, name: str) -> bool:
     return kube.condition("llmmodels", name, "Ready") == ("True", "Serving")
 
 
-def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube: Kube) -> None:
+def event_reasons(kubectl: Kubectl, namespace: str, kind: str) -> list[str]:
+    events = json.loads(kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout)["items"]
+    return [e["reason"] for e in events if e.get("regarding", {}).get("kind") == kind]
+
+
+def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube: Kube, kubectl: Kubectl) -> None:
     kube.create(llmmodel())
     wait_for(lambda: ready(kube, "tinystories-base"), 90, "LLMModel Ready")
     model = kube.get("llmmodels", "tinystories-base")
@@ -135,9 +141,7 @@ def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube
         n.metadata.name for n in kube.core.list_node().items if "nvidia.com/gpu" in (n.status.allocatable or {})
     }
     assert pods and all(p.spec.node_name in gpu_nodes for p in pods)
-    reasons = [e.reason for e in client.EventsV1Api(kube.core.api_client).list_namespaced_event(kube.ns).items
-               if e.regarding and e.regarding.kind == "LLMModel"]  # fmt: skip
-    assert {"Building", "Built", "Serving"} <= set(reasons)
+    assert {"Building", "Built", "Serving"} <= set(event_reasons(kubectl, kube.ns, "LLMModel"))
 
 
 def test_editing_replicas_scales_without_rebuilding(operator: OperatorProcess, kube: Kube) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from kubernetes import client
@@ -16,7 +17,9 @@ log = logging.getLogger(__name__)
 
 def _create(resource: Resource, event: Event, now: datetime) -> None:
     body = client.EventsV1Event(
-        metadata=client.V1ObjectMeta(generate_name=f"{resource.name}.", namespace=resource.namespace),
+        # <object>.<hex nanoseconds>, like the apiserver's own event recorders (a generateName
+        # prefix must itself be a valid name, so "<object>." is refused).
+        metadata=client.V1ObjectMeta(name=f"{resource.name}.{time.time_ns():x}", namespace=resource.namespace),
         event_time=now,
         type=event.type,
         reason=event.reason,
