@@ -140,6 +140,35 @@ stop() {
   for name in "$@"; do rm -f "$(pidfile "$name")"; done
 }
 
+# orphans: pids of our binaries that run against this state directory but are not recorded in
+# pids/ (a pid file lost or overwritten). Matched by executable path AND a command line that
+# names "$state/", so nothing else on the machine is touched.
+orphans() {
+  local c bin exe pid known=" "
+  for c in "${components[@]}"; do
+    pid=$(running_pid "$c") && known+="$pid "
+  done
+  local bins=" "
+  for c in "${components[@]}"; do bins+="$(readlink -f "$(bin_of "$c")") "; done
+  for exe in /proc/[0-9]*/exe; do
+    pid=${exe#/proc/}; pid=${pid%/exe}
+    bin=$(readlink "$exe" 2>/dev/null) || continue
+    [[ $bins == *" $bin "* && $known != *" $pid "* ]] || continue
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$state/" || continue
+    echo "$pid"
+  done
+}
+
+stop_orphans() {
+  local pid i
+  for pid in $(orphans); do
+    log "stopping orphaned $(readlink "/proc/$pid/exe" 2>/dev/null) (pid $pid, not in $state/pids)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------- PKI and kubeconfigs
@@ -318,6 +347,8 @@ cmd_up() {
   if any_running; then
     log "a partial cluster is running: stopping it first"
     stop_all
+  else
+    stop_orphans
   fi
   local t0=$SECONDS p
   for p in "$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT"; do
@@ -435,6 +466,7 @@ stop_all() {
   stop kwok kube-scheduler kube-controller-manager
   stop kube-apiserver
   stop etcd
+  stop_orphans
 }
 
 cmd_down() {
@@ -464,6 +496,9 @@ cmd_status() {
       printf '%-24s stopped\n' "$c"; rc=1
     fi
   done
+  local o
+  o=$(orphans | tr '\n' ' ')
+  [[ -z $o ]] || { printf '%-24s pids %s (not in %s/pids; `down` stops them)\n' orphaned "$o" "$state"; rc=1; }
   if ((rc == 0)) && curl_api /readyz >/dev/null 2>&1; then
     printf '%-24s ready    https://127.0.0.1:%s\n' apiserver "$APISERVER_PORT"
     kubectl_ get nodes -o wide 2>/dev/null || rc=1
