@@ -205,9 +205,30 @@ def finetunejob(workers: int) -> dict[str, Any]:
     return obj
 
 
+@pytest.fixture
+def training_priority(api_client: Any) -> Iterator[None]:
+    """The PriorityClass the example FineTuneJob names."""
+    scheduling = client.SchedulingV1Api(api_client)
+    scheduling.create_priority_class({"metadata": {"name": "training"}, "value": 1000})
+    yield
+    scheduling.delete_priority_class("training")
+
+
+def test_a_missing_priority_class_is_reported_not_left_pending(operator: OperatorProcess, kube: Kube) -> None:
+    kube.create(llmmodel())
+    kube.create(finetunejob(1))
+    wait_for(
+        lambda: kube.condition("finetunejobs", "ft-1", "Degraded") == ("True", "PodCreationFailed"),
+        60,
+        "Degraded/PodCreationFailed",
+    )
+    job = kube.get("finetunejobs", "ft-1")
+    assert "PriorityClass" in next(c["message"] for c in job["status"]["conditions"] if c["type"] == "Degraded")
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_fine_tune_runs_on_gpu_nodes_and_produces_a_ready_model(
-    operator: OperatorProcess, kube: Kube, workers: int
+    operator: OperatorProcess, kube: Kube, training_priority: None, workers: int
 ) -> None:
     kube.create(llmmodel())
     kube.create(finetunejob(workers))
@@ -225,7 +246,7 @@ def test_fine_tune_runs_on_gpu_nodes_and_produces_a_ready_model(
 
 
 def test_killing_the_operator_at_random_moments_never_duplicates_children(
-    operator: OperatorProcess, kube: Kube
+    operator: OperatorProcess, kube: Kube, training_priority: None
 ) -> None:
     rng = random.Random(7)
     kube.create(llmmodel())

@@ -158,3 +158,15 @@ def test_suspend_suspends_the_job() -> None:
     plan, _ = step(ftj({"spec.suspend": True}), FineTuneObservation(base_model=BASE, job={}))
     assert the(plan, "Job")["spec"]["suspend"] is True
     assert plan.status["phase"] == "Suspended"
+
+
+def test_a_job_that_cannot_create_its_pods_says_why() -> None:
+    refused = {
+        "reason": "FailedCreate",
+        "type": "Warning",
+        "message": 'Error creating: pods "ft-train-0-" is forbidden: no PriorityClass with name training was found',
+    }
+    plan, _ = step(ftj(), FineTuneObservation(base_model=BASE, job={}, pods=[], job_events=[refused]))
+    assert conditions(plan)["Degraded"] == ("True", "PodCreationFailed")
+    message = next(c["message"] for c in plan.status["conditions"] if c["type"] == "Degraded")
+    assert "no PriorityClass with name training" in message

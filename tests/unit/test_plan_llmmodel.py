@@ -249,3 +249,12 @@ def test_child_names_are_deterministic_and_fit_in_a_label_value() -> None:
         assert len(child["metadata"]["name"]) <= 63
     again, _ = step(long, LLMModelObservation())
     assert [c["metadata"]["name"] for c in plan.children] == [c["metadata"]["name"] for c in again.children]
+
+
+def test_a_build_whose_pods_cannot_be_created_says_why() -> None:
+    first, m = step(model(), LLMModelObservation())
+    job = by_kind(first, "Job")[0]
+    refused = {"reason": "FailedCreate", "type": "Warning", "message": "exceeded quota: gpu-quota"}
+    plan, _ = step(m, LLMModelObservation(build_job=job, build_pods=[], build_job_events=[refused]))
+    assert conditions(plan)["Built"] == ("False", "PodCreationFailed")
+    assert conditions(plan)["Degraded"] == ("True", "PodCreationFailed")

@@ -23,12 +23,16 @@ async def observe(job: FineTuneJob) -> FineTuneObservation:
         base = await read.get(API_VERSION, "LLMModel", ns, job.spec.base_model.model)
     name = training_job_name(job)
     training = await read.get("batch/v1", "Job", ns, name)
-    pods = await read.list_("v1", "Pod", ns, f"job-name={name}") if training is not None else []
+    pods, job_events = [], []
+    if training is not None:
+        pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
+        if not pods:
+            job_events = await read.warning_events(ns, "Job", name)
     rank0 = rank0_pod(job, pods)
     log_tail = None
     if rank0 is not None and rank0.get("status", {}).get("phase") in ("Running", "Succeeded", "Failed"):
         log_tail = await read.pod_log(ns, rank0["metadata"]["name"], TRAINER, LOG_LINES)
-    return FineTuneObservation(base_model=base, job=training, pods=pods, log_tail=log_tail)
+    return FineTuneObservation(base_model=base, job=training, pods=pods, log_tail=log_tail, job_events=job_events)
 
 
 async def plan(job: FineTuneJob, now: datetime) -> Plan:

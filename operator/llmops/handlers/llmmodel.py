@@ -24,16 +24,19 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     if model.spec.source.fine_tune_job:
         fine_tune = await read.get(API_VERSION, "FineTuneJob", ns, model.spec.source.fine_tune_job.name)
     source_uri, _, _ = source_of(model, LLMModelObservation(fine_tune_job=fine_tune))
-    build_job, build_pods = None, []
+    build_job, build_pods, build_job_events = None, [], []
     if source_uri is not None:
         name = build_job_name(model, build_hash(model, source_uri, SETTINGS))
         build_job = await read.get("batch/v1", "Job", ns, name)
         if build_job is not None:
             build_pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
+            if not build_pods:
+                build_job_events = await read.warning_events(ns, "Job", name)
     return LLMModelObservation(
         fine_tune_job=fine_tune,
         build_job=build_job,
         build_pods=build_pods,
+        build_job_events=build_job_events,
         deployment=await read.get("apps/v1", "Deployment", ns, model.name),
         serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
     )

@@ -31,6 +31,7 @@ from .common import (
 from .workloads import (
     PVC_ROOT,
     WORKLOAD_UID,
+    creation_problem,
     job_condition,
     parse_result,
     pod_failure_policy,
@@ -43,7 +44,7 @@ from .workloads import (
 TRAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-WARNING_REASONS = {"TrainingFailed", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "Resumed"}
+WARNING_REASONS = {"TrainingFailed", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "PodCreationFailed"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class FineTuneObservation:
     """The training Job's pods."""
     log_tail: str | None = None
     """The last lines of the rank-0 trainer's log."""
+    job_events: list[dict[str, Any]] = field(default_factory=list)
+    """Warning Events of the training Job."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,7 @@ def plan_finetunejob(job: FineTuneJob, observed: FineTuneObservation, settings: 
             status.last_resumed_from_step = int(resumed.get("step", 0))
         status.worker_pod = pod_name or status.worker_pod
         result = parse_result(termination_message(observed.pods, TRAINER))
-        problem = pod_problem(observed.pods)
+        problem = pod_problem(observed.pods) or (creation_problem(observed.job_events) if not observed.pods else None)
         if training is not None and job_condition(training, "Complete"):
             phase = "Succeeded"
             status.artifact_uri = paths(job).artifact_uri

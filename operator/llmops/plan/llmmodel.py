@@ -32,6 +32,7 @@ from .common import (
 from .workloads import (
     PVC_ROOT,
     WORKLOAD_UID,
+    creation_problem,
     job_condition,
     parse_result,
     pod_failure_policy,
@@ -46,7 +47,7 @@ TRITON_MODEL_NAME = "llm"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 REPOSITORY_MOUNT = "/repository"
 TRITON_UID = 1000  # the triton-server user of the upstream image
-WARNING_REASONS = {"BuildFailed", "ImagePullBackOff", "Unschedulable", "CrashLoopBackOff", "SourceFailed"}
+WARNING_REASONS = {"BuildFailed", "ImagePullBackOff", "Unschedulable", "CrashLoopBackOff", "PodCreationFailed"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class LLMModelObservation:
     build_job: dict[str, Any] | None = None
     """The build Job for the current build hash (looked up by its deterministic name)."""
     build_pods: list[dict[str, Any]] = field(default_factory=list)
+    build_job_events: list[dict[str, Any]] = field(default_factory=list)
+    """Warning Events of the build Job (read while it has no pods)."""
     deployment: dict[str, Any] | None = None
     serving_pods: list[dict[str, Any]] = field(default_factory=list)
 
@@ -303,6 +306,7 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
     source_uri, lineage, waiting = source_of(model, observed)
     status.lineage = lineage
     build_failure: str | None = None
+    build_problem: tuple[str, str] | None = None
     building = False
     if model.spec.build.storage is None:
         children.append(repository_pvc(model, settings))
@@ -337,7 +341,15 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
                 set_("Built", False, "BuildFailed", build_failure)
             else:
                 building = True
-                set_("Built", False, "Building", f"build job {job_name} is running ({model.spec.build.quantization})")
+                build_problem = pod_problem(observed.build_pods) or (
+                    creation_problem(observed.build_job_events) if job is not None and not observed.build_pods else None
+                )
+                if build_problem:
+                    set_("Built", False, *build_problem)
+                else:
+                    set_(
+                        "Built", False, "Building", f"build job {job_name} is running ({model.spec.build.quantization})"
+                    )
 
     serving_problem = None
     if status.artifact is not None:
@@ -367,6 +379,8 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
 
     if build_failure:
         set_("Degraded", True, "BuildFailed", build_failure)
+    elif build_problem:
+        set_("Degraded", True, *build_problem)
     elif serving_problem:
         set_("Degraded", True, *serving_problem)
     else:

@@ -91,3 +91,12 @@ def pod_problem(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
                 reason = "ImagePullBackOff" if waiting["reason"] == "ErrImagePull" else waiting["reason"]
                 return reason, f"pod {name}: {waiting.get('message') or waiting['reason']}"
     return None
+
+
+def creation_problem(job_events: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why a Job cannot create its pods (a missing PriorityClass, a quota, an admission policy)."""
+    failed = [e for e in job_events if e.get("reason") == "FailedCreate"]
+    if not failed:
+        return None
+    newest = max(failed, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return "PodCreationFailed", str(newest.get("message", "the Job cannot create its pods"))
