@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests need that a fresh machine may lack. Idempotent and quick when present.
+# System tools the build and tests need beyond Python: checked, and installed from Debian's
+# packages where Debian's version will do. Idempotent and quick when everything is present.
 set -euo pipefail
+command -v go >/dev/null || { echo "Go >= 1.26 is required (the control plane is built from Go modules)" >&2; exit 1; }
 need=()
 command -v openssl >/dev/null || need+=(openssl)
-command -v go >/dev/null || need+=(golang-go)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 $sudo apt-get update -qq
