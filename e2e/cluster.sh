@@ -444,7 +444,7 @@ EOF
 }
 
 ensure_nodes() {
-  kubectl_ apply -f "$here/nodes.yaml" >/dev/null
+  kubectl_ apply -f "$here/nodes.yaml" -f "$here/storageclass.yaml" >/dev/null
   wait_for "kwok nodes Ready" nodes_ready || fail_up
 }
 

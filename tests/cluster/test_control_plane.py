@@ -205,3 +205,48 @@ def test_helm_version_and_install(cluster: Any, namespace: str, tmp_path: Path) 
     assert status["info"]["status"] == "deployed"
     ready = cluster.kubectl("-n", namespace, "get", "deploy", "smoke", "-o", "jsonpath={.status.readyReplicas}").stdout
     assert ready == "1"
+
+
+def test_kwok_volume_class_provisions_and_binds(api_client: Any, namespace: str) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="data"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name="kwok-volume",
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
+    pvc = wait_until(
+        "the claim to bind",
+        lambda: (c := core.read_namespaced_persistent_volume_claim("data", namespace)).status.phase == "Bound" and c,
+    )
+    assert core.read_persistent_volume(pvc.spec.volume_name).status.phase == "Bound"
+    core.create_namespaced_pod(
+        namespace,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="uses-data"),
+            spec=client.V1PodSpec(
+                containers=[
+                    client.V1Container(
+                        name="c",
+                        image="example.invalid/x",
+                        volume_mounts=[client.V1VolumeMount(name="d", mount_path="/data")],
+                    )
+                ],
+                volumes=[
+                    client.V1Volume(
+                        name="d",
+                        persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(claim_name="data"),
+                    )
+                ],
+            ),
+        ),
+    )
+    wait_until(
+        "the pod using the claim to run",
+        lambda: core.read_namespaced_pod("uses-data", namespace).status.phase == "Running",
+    )
