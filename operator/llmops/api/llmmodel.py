@@ -68,16 +68,10 @@ class QualityGate(ApiModel):
 
 
 class RepositoryStorage(ApiModel):
-    """Where the Triton model repository is written: exactly one of persistentVolumeClaim or uri."""
+    """Where the Triton model repository is written and served from."""
 
-    model_config = validations(
-        cel(exactly_one("persistentVolumeClaim", "uri"), "exactly one of persistentVolumeClaim or uri must be set"),
-    )
-
-    persistent_volume_claim: ObjectName | None = None
-    """Existing PVC (ReadWriteMany when serving more than one node) holding model repositories."""
-    uri: Uri | None = None
-    """Object-store prefix (s3://, gs://) that Triton reads the repository from directly."""
+    persistent_volume_claim: ObjectName
+    """Existing PVC (ReadWriteMany when serving pods span nodes) holding model repositories."""
 
 
 class BuildSpec(ApiModel):

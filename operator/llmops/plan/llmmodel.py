@@ -73,18 +73,13 @@ def build_job_name(model: LLMModel, hash_: str) -> str:
     return child_name(model.name, f"build-{hash_[:8]}")
 
 
-def repository_claim(model: LLMModel) -> str | None:
+def repository_claim(model: LLMModel) -> str:
     storage = model.spec.build.storage
-    if storage is None:
-        return child_name(model.name, "repository")
-    return storage.persistent_volume_claim
+    return storage.persistent_volume_claim if storage else child_name(model.name, "repository")
 
 
 def repository_location(model: LLMModel, hash_: str) -> str:
     """Where the builder writes, and Triton reads, the repository of one build."""
-    storage = model.spec.build.storage
-    if storage is not None and storage.uri:
-        return f"{storage.uri.rstrip('/')}/{model.namespace}/{model.name}/{hash_}"
     return f"{REPOSITORY_MOUNT}/{model.namespace}/{model.name}/{hash_}"
 
 
@@ -118,10 +113,8 @@ def desired_build_job(model: LLMModel, source_uri: str, hash_: str, settings: Se
     if calibration:
         args += ["--calibration-data", calibration]
     volumes, mounts = pvc_volumes(pvc_claims(source_uri, calibration))
-    claim = repository_claim(model)
-    if claim:
-        volumes.append({"name": "repository", "persistentVolumeClaim": {"claimName": claim}})
-        mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
+    volumes.append({"name": "repository", "persistentVolumeClaim": {"claimName": repository_claim(model)}})
+    mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
     volumes.append({"name": "tmp", "emptyDir": {}})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
     container: dict[str, Any] = {
@@ -161,13 +154,12 @@ def desired_build_job(model: LLMModel, source_uri: str, hash_: str, settings: Se
 def desired_deployment(model: LLMModel, artifact: Artifact) -> Manifest:
     serving = model.spec.serving
     labels = child_metadata(model, "", "serving")["labels"]
-    volumes, mounts = [], []
-    claim = repository_claim(model)
-    if claim:
-        volumes.append({"name": "repository", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
-        mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT, "readOnly": True})
-    volumes.append({"name": "tmp", "emptyDir": {}})
-    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    claim = {"claimName": repository_claim(model), "readOnly": True}
+    volumes = [{"name": "repository", "persistentVolumeClaim": claim}, {"name": "tmp", "emptyDir": {}}]
+    mounts = [
+        {"name": "repository", "mountPath": REPOSITORY_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
     probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3}
     container = {
         "name": "triton",
