@@ -19,6 +19,8 @@ class Settings:
     """Every resource is reconciled at least this often, even without events."""
     repository_storage_size: str = "50Gi"
     """Size of the PVC created for a model's repository when spec.build.storage is unset."""
+    repository_storage_class: str | None = None
+    """StorageClass of that PVC; the cluster's default class when unset."""
     metrics_port: int = 8080
     health_port: int = 8081
 
@@ -33,6 +35,7 @@ class Settings:
             prometheus_url=env.get("LLMOPS_PROMETHEUS_URL", defaults.prometheus_url),
             resync_seconds=float(env.get("LLMOPS_RESYNC_SECONDS", defaults.resync_seconds)),
             repository_storage_size=env.get("LLMOPS_REPOSITORY_STORAGE_SIZE", defaults.repository_storage_size),
+            repository_storage_class=env.get("LLMOPS_REPOSITORY_STORAGE_CLASS") or None,
             metrics_port=int(env.get("LLMOPS_METRICS_PORT", defaults.metrics_port)),
             health_port=int(env.get("LLMOPS_HEALTH_PORT", defaults.health_port)),
         )

@@ -31,7 +31,9 @@ def operator(kubectl: Kubectl, kubeconfig: str, tmp_path_factory: pytest.TempPat
     kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=llmops-operator"
     )
-    process = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    # kwok-volume: the local cluster's simulated provisioner (e2e/cluster/storageclass.yaml)
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(kubeconfig, log, LLMOPS_REPOSITORY_STORAGE_CLASS="kwok-volume")
     process.start()
     yield process
     process.stop()
@@ -209,7 +211,11 @@ def finetunejob(workers: int) -> dict[str, Any]:
 def training_priority(api_client: Any) -> Iterator[None]:
     """The PriorityClass the example FineTuneJob names."""
     scheduling = client.SchedulingV1Api(api_client)
-    scheduling.create_priority_class({"metadata": {"name": "training"}, "value": 1000})
+    try:
+        scheduling.create_priority_class({"metadata": {"name": "training"}, "value": 1000})
+    except client.ApiException as error:
+        if error.status != 409:  # left by an interrupted run
+            raise
     yield
     scheduling.delete_priority_class("training")
 

@@ -81,6 +81,7 @@ def test_without_declared_storage_the_model_gets_its_own_repository_claim() -> N
     plan, _ = step(model({"spec.build.storage": DELETE}), LLMModelObservation())
     [pvc] = by_kind(plan, "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == "tinystories-base-repository"
+    assert "storageClassName" not in pvc["spec"]  # the cluster's default class
     job = by_kind(plan, "Job")[0]["spec"]["template"]["spec"]
     claims = {v["persistentVolumeClaim"]["claimName"] for v in job["volumes"] if "persistentVolumeClaim" in v}
     assert "tinystories-base-repository" in claims

@@ -84,14 +84,17 @@ def repository_location(model: LLMModel, hash_: str) -> str:
 
 
 def repository_pvc(model: LLMModel, settings: Settings) -> Manifest:
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": settings.repository_storage_size}},
+    }
+    if settings.repository_storage_class:
+        spec["storageClassName"] = settings.repository_storage_class
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": child_metadata(model, child_name(model.name, "repository"), "repository"),
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": settings.repository_storage_size}},
-        },
+        "spec": spec,
     }
 
 
