@@ -7,7 +7,7 @@ import re
 import sys
 from typing import Any
 
-from llmops_common.report import ArgumentParser, default_result_file, run_main
+from llmops_common.report import ArgumentParser, result_file_of, run_main
 from llmops_common.uri import ConfigError
 
 QUANTIZATIONS = ("None", "FP16", "Int8Dynamic", "Int8Static", "Int4WeightOnly")
@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
 
-    def result_file() -> str | None:
-        if args is not None and args.result_file:
-            return str(args.result_file)
-        return default_result_file()
-
-    return run_main(body, result_file)
+    return run_main(body, lambda: result_file_of(args))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,13 @@ def default_result_file() -> str | None:
     return None
 
 
+def result_file_of(args: Any) -> str | None:
+    """--result-file when given (and the flags parsed), else the termination log when writable."""
+    if args is not None and getattr(args, "result_file", None):
+        return str(args.result_file)
+    return default_result_file()
+
+
 def event(kind: str, **fields: Any) -> None:
     print(json.dumps({"event": kind, "ts": round(time.time(), 3), **fields}), flush=True)
 

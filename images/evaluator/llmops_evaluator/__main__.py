@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from llmops_common.report import ArgumentParser, default_result_file, run_main
+from llmops_common.report import ArgumentParser, result_file_of, run_main
 from llmops_common.uri import ConfigError
 
 
@@ -45,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready_s=args.wait_ready_s,
         )
 
-    def result_file() -> str | None:
-        if args is not None and args.result_file:
-            return str(args.result_file)
-        return default_result_file()
-
-    return run_main(body, result_file)
+    return run_main(body, lambda: result_file_of(args))
 
 
 if __name__ == "__main__":
