@@ -342,9 +342,8 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
                 if build_problem:
                     set_("Built", False, *build_problem)
                 else:
-                    set_(
-                        "Built", False, "Building", f"build job {job_name} is running ({model.spec.build.quantization})"
-                    )
+                    quantization = model.spec.build.quantization
+                    set_("Built", False, "Building", f"build job {job_name} is running ({quantization})")
 
     serving_problem = None
     if status.artifact is not None:
@@ -388,7 +387,7 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
         children=children,
         status=status.wire(),
         events=transition_events(before, conditions, WARNING_REASONS),
-        requeue_after=None if condition(conditions, "Ready") and status.phase == "Ready" else 10.0,
+        requeue_after=None if status.phase == "Ready" else 10.0,
     )
 
 
@@ -399,10 +398,10 @@ def phase_of(conditions: list[Condition], building: bool, has_artifact: bool) ->
         c = condition(conditions, type_)
         return c is not None and c.status == "True"
 
-    if true("Degraded") and not has_artifact:
-        return "Failed"
-    if true("Degraded"):
-        return "Degraded"
+    degraded = condition(conditions, "Degraded")
+    if degraded is not None and degraded.status == "True":
+        # Failed: a build failed and there is nothing to serve; other problems may clear by themselves.
+        return "Failed" if degraded.reason == "BuildFailed" and not has_artifact else "Degraded"
     if building:
         return "Building"
     if true("Ready"):
