@@ -37,6 +37,7 @@ class Reconciler(Generic[R]):
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+    _running: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
     def kind(self) -> str:
@@ -104,7 +105,14 @@ class Reconciler(Generic[R]):
         if pending is not None:
             pending.cancel()
         loop = asyncio.get_running_loop()
-        self._scheduled[key] = loop.call_later(delay, lambda: loop.create_task(self.reconcile(namespace, name)))
+
+        def start() -> None:
+            # Keep a reference: the event loop holds tasks only weakly.
+            task = loop.create_task(self.reconcile(namespace, name))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+        self._scheduled[key] = loop.call_later(delay, start)
 
 
 def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
