@@ -5,7 +5,9 @@ set -euo pipefail
 command -v go >/dev/null || { echo "Go >= 1.26 is required (the control plane is built from Go modules)" >&2; exit 1; }
 need=()
 command -v openssl >/dev/null || need+=(openssl)
+# rollout analysis tests scrape real tritonservers with it (tests/support/prometheus.py)
+command -v prometheus >/dev/null || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
