@@ -443,8 +443,28 @@ EOF
   print_summary
 }
 
+# gateway_api_crds: print the directory of the pinned Gateway API standard-channel CRDs, copied
+# once from the Go module (the module cache is read-only and may be cleaned) into the cache.
+gateway_api_crds() {
+  local dir mod
+  dir="$(dirname "$cache")/gateway-api-$GATEWAY_API_VERSION"
+  if [[ ! -f $dir/.complete ]]; then
+    mod=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -d $mod/config/crd/standard ]] || die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"
+    mkdir -p "$dir"
+    install -m 0644 "$mod"/config/crd/standard/*.yaml "$dir/"
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
+
 ensure_nodes() {
+  local gateway_crds
+  gateway_crds=$(gateway_api_crds)
   kubectl_ apply -f "$here/nodes.yaml" -f "$here/storageclass.yaml" >/dev/null
+  # HTTPRoute for Rollouts' traffic routing; server-side: the CRDs exceed the client-side annotation limit
+  kubectl_ apply --server-side --force-conflicts -f "$gateway_crds" >/dev/null
   wait_for "kwok nodes Ready" nodes_ready || fail_up
 }
 
