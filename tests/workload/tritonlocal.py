@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,7 @@ class Server:
                 self.proc.wait()
 
 
-def start(repository: Path, workdir: Path, timeout: float = 180.0) -> Server:
+def start(repository: Path, workdir: Path, timeout: float = 180.0, extra_args: Sequence[str] = ()) -> Server:
     tree = tritonserver_tree(workdir / "tritonserver")
     http, grpc, metrics = free_port(), free_port(), free_port()
     log = workdir / f"tritonserver-{http}.log"
@@ -113,6 +114,7 @@ def start(repository: Path, workdir: Path, timeout: float = 180.0) -> Server:
         "--exit-on-error=true",
         "--log-verbose=0",
         "--exit-timeout-secs=5",
+        *extra_args,
     ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=server_env(), stdout=out, stderr=subprocess.STDOUT)
