@@ -25,11 +25,13 @@ test: test-unit test-cluster test-workloads ## every test level that can run on 
 test-unit: dev ## unit tests: api, plan, generators (seconds)
 	$(RUN_TESTS) tests/unit
 
-crds: dev ## regenerate crds/ (and the chart's copy) from the pydantic models
-	$(PY) -m llmops.api.crdgen --out crds
+CHART := charts/llmops-operator
 
-crds-check: dev ## fail when crds/ is stale
-	$(PY) -m llmops.api.crdgen --out crds --check
+crds: dev ## regenerate crds/ and the chart's copy from the pydantic models
+	$(PY) -m llmops.api.crdgen --out crds --out $(CHART)/crds
+
+crds-check: dev ## fail when crds/ or the chart's copy is stale
+	$(PY) -m llmops.api.crdgen --out crds --out $(CHART)/crds --check
 
 lint: dev ## ruff + mypy on operator/
 	$(VENV)/bin/ruff check operator tests
