@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("llmops_reconcile_total", "Reconciles by kind and result.", ["kind", "result"])
 RECONCILE_SECONDS = Histogram(
@@ -13,4 +13,21 @@ RECONCILE_SECONDS = Histogram(
 )
 WRITES = Counter(
     "llmops_apiserver_writes_total", "Writes to the apiserver by kind of resource reconciled.", ["kind", "what"]
+)
+EVAL_RUNS = Counter(
+    "llmops_eval_runs_total",
+    "EvalSuite runs that ended, by result (Passed, Failed, Error).",
+    ["namespace", "suite", "result"],
+)
+EVAL_METRIC_VALUE = Gauge(
+    "llmops_eval_metric_value",
+    "The value of each EvalSuite metric in the latest run that ended, by judged model.",
+    ["namespace", "suite", "model", "metric"],
+)
+
+ROLLOUT_WEIGHT = Gauge("llmops_rollout_canary_weight", "Percent of traffic on the candidate.", ["namespace", "name"])
+ROLLOUT_PHASE = Gauge("llmops_rollout_phase", "1 for the rollout's current phase.", ["namespace", "name", "phase"])
+ROLLBACKS = Counter("llmops_rollout_rollbacks_total", "Automatic rollbacks.", ["namespace", "name"])
+ANALYSIS_QUERIES = Counter(
+    "llmops_analysis_queries_total", "Prometheus queries of analysis steps by outcome (value, no_data, error).", ["outcome"]
 )

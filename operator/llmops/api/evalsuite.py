@@ -130,9 +130,13 @@ class EvalRun(ApiModel):
     """One evaluation of one model version."""
 
     model: str
+    """The LLMModel judged, or the endpoint URL for an endpoint target."""
     digest: str
+    """The model's artifact digest; empty for an endpoint target."""
     nonce: str | None = None
+    """spec.runNonce when the run started: (model, digest, nonce) identifies a run."""
     job: str | None = None
+    """The evaluator Job."""
     phase: RunPhase
     started_at: str | None = None
     finished_at: str | None = None
@@ -140,7 +144,7 @@ class EvalRun(ApiModel):
     metrics: list[MetricResult] = Field(default_factory=list, max_length=32)
     message: str | None = None
     report: str | None = None
-    """ConfigMap holding the full JSON report."""
+    """Where the evaluator wrote its full JSON report, inside its pod (kept only as long as the pod)."""
 
 
 class EvalSuiteStatus(ApiModel):

@@ -1,5 +1,5 @@
 """kopf wiring only: importing this package registers every handler."""
 
-from . import finetunejob, llmmodel, operator
+from . import evalsuite, finetunejob, llmmodel, operator, rollout
 
-__all__ = ["finetunejob", "llmmodel", "operator"]
+__all__ = ["evalsuite", "finetunejob", "llmmodel", "operator", "rollout"]
