@@ -60,7 +60,8 @@ MAX_RUNS = 50
 TIMEOUT_GRACE = timedelta(seconds=30)
 """How long past timeoutSeconds the Job's own deadline gets to fail it before the plan does."""
 FINISHED = ("Passed", "Failed", "Error")
-RUN_REASONS = {"Evaluating", "EvalPassed", "EvalFailed", "EvaluatorError"}
+NOT_NEWS = {"Evaluating", "EvalPassed", "EvalFailed", "EvaluatorError", "Idle", "NoRuns"}
+"""Condition reasons that get no Event of their own: each run's start and end has one already."""
 WARNING_REASONS = {
     "EvalFailed", "EvaluatorError", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff",
     "PodCreationFailed",
@@ -482,7 +483,7 @@ def plan_evalsuite(suite: EvalSuite, observed: EvalSuiteObservation, settings: S
     status.conditions = suite_conditions(before, status.runs, running, waiting, problem, now, generation)
     status.observed_generation = generation
     condition_events = [
-        e for e in transition_events(before, status.conditions, WARNING_REASONS) if e.reason not in RUN_REASONS
+        e for e in transition_events(before, status.conditions, WARNING_REASONS) if e.reason not in NOT_NEWS
     ]
     return Plan(
         children=children,
