@@ -4,7 +4,8 @@
 # simulating GPU and CPU nodes. See e2e/cluster/README.md.
 #
 #   e2e/cluster.sh bins        build the pinned binaries (cached; seconds when warm)
-#   e2e/cluster.sh up          start the cluster, or reuse the one already running
+#   e2e/cluster.sh up          start the cluster, or reuse the one already running (restarting
+#                              kwok alone when e2e/cluster/stages/ changed since it started)
 #   e2e/cluster.sh down        stop every process `up` started and drop the cluster's data
 #   e2e/cluster.sh status      what runs (exit 0 when the cluster is up and ready)
 #   e2e/cluster.sh kubeconfig  print the admin kubeconfig path
@@ -340,6 +341,7 @@ cmd_up() {
 
   if all_running && curl_api /readyz >/dev/null 2>&1; then
     log "cluster already running: reusing it"
+    refresh_kwok
     ensure_nodes
     print_summary
     return 0
@@ -424,16 +426,7 @@ EOF
     --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --leader-elect=false \
     --profiling=false --v=1
 
-  # kwok reads its Stages from config files; without them it exits "no stages found"
-  local cfgs=() f
-  for f in "$here"/stages/*.yaml; do cfgs+=(--config "$f"); done
-  start kwok \
-    --kubeconfig="$kc/kwok.kubeconfig" \
-    --manage-all-nodes=false \
-    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --node-lease-duration-seconds=40 \
-    --cidr="$POD_CIDR" \
-    "${cfgs[@]}"
+  start_kwok
 
   wait_for "kube-controller-manager /healthz" component_healthz "$KCM_PORT" || fail_up
   wait_for "kube-scheduler /healthz" component_healthz "$SCHEDULER_PORT" || fail_up
@@ -466,6 +459,32 @@ ensure_nodes() {
   # HTTPRoute for Rollouts' traffic routing; server-side: the CRDs exceed the client-side annotation limit
   kubectl_ apply --server-side --force-conflicts -f "$gateway_crds" >/dev/null
   wait_for "kwok nodes Ready" nodes_ready || fail_up
+}
+
+# kwok reads its Stages from config files (without them it exits "no stages found") only when
+# it starts; the digest of the files it started with tells `up` when to restart it.
+stages_digest() { cat "$here"/stages/*.yaml | sha256sum | cut -d' ' -f1; }
+
+start_kwok() {
+  local cfgs=() f
+  for f in "$here"/stages/*.yaml; do cfgs+=(--config "$f"); done
+  start kwok \
+    --kubeconfig="$state/kubeconfigs/kwok.kubeconfig" \
+    --manage-all-nodes=false \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-lease-duration-seconds=40 \
+    --cidr="$POD_CIDR" \
+    "${cfgs[@]}"
+  stages_digest >"$state/kwok-stages.sha256"
+}
+
+# A running cluster whose kwok started with other stage files gets a new kwok; the control
+# plane and everything stored in it stay as they are.
+refresh_kwok() {
+  [[ $(cat "$state/kwok-stages.sha256" 2>/dev/null) == "$(stages_digest)" ]] && return 0
+  log "kwok stages changed since kwok started: restarting kwok alone"
+  stop kwok
+  start_kwok
 }
 
 fail_up() {
