@@ -29,5 +29,7 @@ ROLLOUT_WEIGHT = Gauge("llmops_rollout_canary_weight", "Percent of traffic on th
 ROLLOUT_PHASE = Gauge("llmops_rollout_phase", "1 for the rollout's current phase.", ["namespace", "name", "phase"])
 ROLLBACKS = Counter("llmops_rollout_rollbacks_total", "Automatic rollbacks.", ["namespace", "name"])
 ANALYSIS_QUERIES = Counter(
-    "llmops_analysis_queries_total", "Prometheus queries of analysis steps by outcome (value, no_data, error).", ["outcome"]
+    "llmops_analysis_queries_total",
+    "Prometheus queries of analysis steps by outcome (value, no_data, error).",
+    ["outcome"],
 )

@@ -197,6 +197,10 @@ class RolloutStatus(ApiModel):
     """Index into spec.steps of the step in progress."""
     step_started_at: str | None = None
     canary_weight: int | None = None
+    """Percent of traffic the candidate receives now."""
+    canary_replicas: int | None = None
+    """Replicas the candidate's Deployment is held at by this rollout (replicaRatio mode, and 0 once
+    rejected); unset leaves the candidate's own spec.serving.replicas in force."""
     stable_digest: str | None = None
     candidate_digest: str | None = None
     rejected_digests: list[str] = Field(default_factory=list, max_length=50)

@@ -12,6 +12,7 @@ from ..api.llmmodel import LLMModel
 from ..kube import read
 from ..plan.common import Plan, labels
 from ..plan.llmmodel import LLMModelObservation, build_hash, build_job_name, plan_llmmodel, source_of
+from ..plan.rollout import held_replicas
 from ..settings import Settings
 from .reconciler import Reconciler, watch
 
@@ -39,6 +40,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         build_job_events=build_job_events,
         deployment=await read.get("apps/v1", "Deployment", ns, model.name),
         serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
+        held_replicas=held_replicas(model.name, await read.list_(API_VERSION, "Rollout", ns, "")),
     )
 
 
@@ -58,3 +60,11 @@ async def fine_tune_changed(namespace: str | None, name: str, **_: Any) -> None:
     for model in await read.list_(API_VERSION, "LLMModel", namespace, ""):
         if model.get("spec", {}).get("source", {}).get("fineTuneJob", {}).get("name") == name:
             await RECONCILER.reconcile(namespace, model["metadata"]["name"])
+
+
+@kopf.on.event(GROUP, VERSION, "rollouts", id="llmmodels-from-rollouts")
+async def rollout_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    """A replicaRatio rollout scales its candidate through status.canaryReplicas."""
+    candidate = body.get("spec", {}).get("candidate", {}).get("name")
+    if namespace and candidate:
+        await RECONCILER.reconcile(namespace, candidate)

@@ -20,7 +20,7 @@ import pydantic
 
 from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
-from ..kube.apply import apply_all
+from ..kube.apply import apply_all, patch_all
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import MANAGED_BY, Event, Plan, set_condition
 
@@ -76,6 +76,7 @@ class Reconciler(Generic[R]):
             return None
         plan = await self.plan(resource, now)
         writes = await apply_all(plan.children)
+        writes += await patch_all(plan.patches)
         writes += await status.write_status(resource, observed_status, plan.status)
         WRITES.labels(self.kind, "any").inc(writes)
         await events.emit(resource, plan.events)

@@ -89,3 +89,26 @@ async def apply_all(manifests: list[Manifest]) -> int:
     for manifest in manifests:
         writes += await apply(manifest)
     return writes
+
+
+async def patch(manifest: Manifest) -> bool:
+    """Merge-patch fields of an object someone else owns (an HTTPRoute kept in Git); True when written.
+
+    A merge patch, not an apply: taking field ownership of a user's object would make the next
+    apply from Git conflict. Missing objects are left alone; the plan has reported them.
+    """
+    meta = manifest["metadata"]
+    current = await get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
+    if current is None or contains(current, manifest):
+        return False
+    log.info("patching %s %s/%s", manifest["kind"], meta.get("namespace"), meta["name"])
+    body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")}
+    await call(_merge_patch, manifest, body)
+    return True
+
+
+async def patch_all(manifests: list[Manifest]) -> int:
+    writes = 0
+    for manifest in manifests:
+        writes += await patch(manifest)
+    return writes

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..api.common import Condition, ConditionStatus, Resource, Scheduling, now_rfc3339
@@ -33,6 +34,8 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     requeue_after: float | None = None
     """Look again after this many seconds even if nothing changes (a pause ending, a poll)."""
+    patches: list[Manifest] = field(default_factory=list)
+    """Merge patches of objects the operator does not own (apiVersion, kind, metadata + fields)."""
 
 
 def content_hash(*parts: Any) -> str:
@@ -162,3 +165,17 @@ def transition_events(before: list[Condition], after: list[Condition], warnings:
         kind: Literal["Normal", "Warning"] = "Warning" if new.reason in warnings else "Normal"
         events.append(Event(kind, new.reason, new.message or f"{new.type} is {new.status}"))
     return events
+
+
+DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a Go-style duration as the CRDs accept it: "30s", "1m30s", "500ms", "2h"."""
+    return sum(float(n) * UNIT_SECONDS[unit] for n, unit in DURATION_PART.findall(duration))
+
+
+def parse_time(timestamp: str) -> datetime:
+    """A Kubernetes RFC 3339 timestamp as an aware datetime."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(UTC)

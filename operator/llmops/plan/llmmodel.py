@@ -63,6 +63,8 @@ class LLMModelObservation:
     """Warning Events of the build Job (read while it has no pods)."""
     deployment: dict[str, Any] | None = None
     serving_pods: list[dict[str, Any]] = field(default_factory=list)
+    held_replicas: int | None = None
+    """Replicas a Rollout holds this model at as its canary (Rollout status.canaryReplicas)."""
 
 
 def build_hash(model: LLMModel, source_uri: str, settings: Settings) -> str:
@@ -154,7 +156,14 @@ def desired_build_job(model: LLMModel, source_uri: str, hash_: str, settings: Se
     }
 
 
-def desired_deployment(model: LLMModel, artifact: Artifact) -> Manifest:
+def serving_replicas(model: LLMModel, held: int | None) -> int | None:
+    """Replicas to declare on the Deployment; None when an HPA owns them (it wins over a canary hold)."""
+    if model.spec.serving.autoscaling is not None:
+        return None
+    return held if held is not None else model.spec.serving.replicas
+
+
+def desired_deployment(model: LLMModel, artifact: Artifact, replicas: int | None) -> Manifest:
     serving = model.spec.serving
     labels = child_metadata(model, "", "serving")["labels"]
     claim = {"claimName": repository_claim(model), "readOnly": True}
@@ -207,8 +216,8 @@ def desired_deployment(model: LLMModel, artifact: Artifact) -> Manifest:
             },
         },
     }
-    if serving.autoscaling is None:
-        spec["replicas"] = serving.replicas  # with an HPA, replicas belong to the HPA
+    if replicas is not None:
+        spec["replicas"] = replicas  # with an HPA, replicas belong to the HPA
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -347,13 +356,13 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
 
     serving_problem = None
     if status.artifact is not None:
-        children += [desired_deployment(model, status.artifact), desired_service(model)]
+        desired = serving_replicas(model, observed.held_replicas)
+        children += [desired_deployment(model, status.artifact, desired), desired_service(model)]
         autoscaler = desired_autoscaler(model)
         if autoscaler:
             children.append(autoscaler)
         status.endpoint = endpoint(model)
         deployment = observed.deployment or {}
-        desired = model.spec.serving.replicas if model.spec.serving.autoscaling is None else None
         ready = int(deployment.get("status", {}).get("readyReplicas", 0))
         status.replicas = desired if desired is not None else int(deployment.get("status", {}).get("replicas", 0))
         status.ready_replicas = ready
