@@ -75,4 +75,9 @@ test-workloads: dev ## workload tests: trainer, builder, evaluator, tritonserver
 bench-workloads: dev ## workload benchmarks: int8 vs fp32, Triton batching, trainer speed (.bench/)
 	PYTHONPATH=$(WORKLOAD_PATH) $(PY) tests/bench/bench_workloads.py
 
-.PHONY: test-workloads bench-workloads
+ROLLOUT_RUNS ?= 5
+
+bench-rollout: dev cluster-bins ## rollback time of a failing canary, ROLLOUT_RUNS runs on the local cluster (.bench/rollout.json)
+	$(PY) tests/bench/bench_rollout.py --runs $(ROLLOUT_RUNS)
+
+.PHONY: test-workloads bench-workloads bench-rollout
