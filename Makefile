@@ -81,3 +81,43 @@ bench-rollout: dev cluster-bins ## rollback time of a failing canary, ROLLOUT_RU
 	$(PY) tests/bench/bench_rollout.py --runs $(ROLLOUT_RUNS)
 
 .PHONY: test-workloads bench-workloads bench-rollout
+
+# ---- the chart and the images (charts/llmops-operator, images/) --------------------------
+HELM = $(shell e2e/cluster.sh which helm)
+# checkov pins versions of common libraries that clash with the dev extra: its own virtualenv.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+# Checks the policy scan skips; charts/llmops-operator/README.md gives the reason for each.
+CHECKOV_SKIP := CKV_K8S_15,CKV_K8S_38,CKV_K8S_43
+CHART_RENDERED := build/chart
+IMAGE_REGISTRY ?= ghcr.io/llmops-dev
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+$(CHECKOV_VENV)/.installed:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+lint-images: dev ## lint every Dockerfile under images/ (hadolint)
+	$(VENV)/bin/hadolint images/*/Dockerfile
+
+images: ## build every image under images/ with docker, where a Docker engine runs
+	@if ! docker info >/dev/null 2>&1; then echo "no Docker engine here: no images built"; exit 0; fi; \
+	for dockerfile in images/*/Dockerfile; do \
+	  name=$$(basename "$$(dirname "$$dockerfile")"); \
+	  context=images; [[ $$name == operator ]] && context=.; \
+	  docker build -f "$$dockerfile" -t "$(IMAGE_REGISTRY)/$$name:$(IMAGE_TAG)" "$$context"; \
+	done
+
+chart-check: dev lint-images $(CHECKOV_VENV)/.installed ## helm lint --strict, render and policy-scan the chart
+	e2e/cluster/build.sh helm
+	rm -rf $(CHART_RENDERED) && mkdir -p $(CHART_RENDERED)
+	for values in default namespaced monitoring; do \
+	  args=(); [[ $$values == default ]] || args=(--values $(CHART)/ci/$$values-values.yaml); \
+	  $(HELM) lint --strict $(CHART) "$${args[@]}"; \
+	  $(HELM) template llmops $(CHART) --namespace llmops-system "$${args[@]}" > $(CHART_RENDERED)/$$values.yaml; \
+	done
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --framework kubernetes --skip-download --skip-check $(CHECKOV_SKIP) \
+	  --directory $(CHART_RENDERED)
+
+.PHONY: lint-images images chart-check
