@@ -251,6 +251,20 @@ def test_fine_tune_runs_on_gpu_nodes_and_produces_a_ready_model(
     assert lineage["fineTuneJob"] == name and lineage["baseModel"] == "tinystories-base"
 
 
+def test_a_training_pod_lost_mid_run_is_replaced_and_the_resume_recorded(
+    operator: OperatorProcess, kube: Kube, training_priority: None
+) -> None:
+    kube.create(llmmodel())
+    kube.create(finetunejob(1))
+    first = wait_for(lambda: kube.get("finetunejobs", "ft-1").get("status", {}).get("workerPod"), 30, "a worker pod")
+    kube.core.delete_namespaced_pod(first, kube.ns, grace_period_seconds=0)
+    wait_for(lambda: kube.get("finetunejobs", "ft-1").get("status", {}).get("phase") == "Succeeded", 90, "Succeeded")
+    status = kube.get("finetunejobs", "ft-1")["status"]
+    assert status["resumes"] == 1
+    assert status["workerPod"] != first
+    assert "lastResumedFromStep" in status
+
+
 def test_killing_the_operator_at_random_moments_never_duplicates_children(
     operator: OperatorProcess, kube: Kube, training_priority: None
 ) -> None:
