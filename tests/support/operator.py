@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,8 +42,10 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
 class OperatorProcess:
     """`python -m llmops` with the test kubeconfig; can be killed (SIGKILL) and started again."""
 
-    def __init__(self, kubeconfig: str, log_path: Path, **env: str) -> None:
+    def __init__(self, kubeconfig: str, log_path: Path, args: Sequence[str] = (), **env: str) -> None:
         self.kubeconfig = kubeconfig
+        self.args = list(args)
+        """More command-line arguments, e.g. `--namespace` and `--peering` as the chart passes them."""
         self.log_path = log_path
         self.health_port = free_port()
         self.metrics_port = free_port()
@@ -62,7 +64,7 @@ class OperatorProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmops", "--log-format", "plain"],
+            [sys.executable, "-m", "llmops", "--log-format", "plain", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
