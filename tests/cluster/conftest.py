@@ -192,9 +192,20 @@ def helm(cluster: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
     return cluster.helm
 
 
+# Namespaces of this test run share a prefix, so that the operator processes it starts watch only
+# them and never act on another run's resources in the same cluster.
+TEST_RUN = uuid.uuid4().hex[:4]
+
+
 def _namespace_name(nodeid: str) -> str:
     base = re.sub(r"[^a-z0-9-]+", "-", nodeid.split("::")[-1].lower()).strip("-")
-    return f"t-{base[:40].rstrip('-')}-{uuid.uuid4().hex[:6]}"
+    return f"t{TEST_RUN}-{base[:38].rstrip('-')}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def namespace_glob() -> str:
+    """The namespaces of this test run, as `--namespace` of the operator accepts them."""
+    return f"t{TEST_RUN}-*"
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """LLMModel and FineTuneJob reconciled by the operator process on the real control plane.
 
 kwok runs the pods: serving pods become Ready, Job pods complete. The builder's and trainer's
-results (their termination messages) come from the kwok stage e2e/cluster/stages/llmops-workloads.yaml,
-which stands in for the real programs (tested on their own in tests/workload).
+results (their termination messages) come from the kwok stages e2e/cluster/stages/llmops-*.yaml,
+which stand in for the real programs (tested on their own in tests/workload).
 """
 
 from __future__ import annotations
@@ -26,14 +26,18 @@ GROUP, VERSION = "llmops.dev", "v1alpha1"
 
 
 @pytest.fixture(scope="module")
-def operator(kubectl: Kubectl, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    kubectl: Kubectl, kubeconfig: str, namespace_glob: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=llmops-operator"
     )
     # kwok-volume: the local cluster's simulated provisioner (e2e/cluster/storageclass.yaml)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(kubeconfig, log, LLMOPS_REPOSITORY_STORAGE_CLASS="kwok-volume")
+    process = OperatorProcess(
+        kubeconfig, log, ["--namespace", namespace_glob], LLMOPS_REPOSITORY_STORAGE_CLASS="kwok-volume"
+    )
     process.start()
     yield process
     process.stop()
