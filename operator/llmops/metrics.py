@@ -24,6 +24,11 @@ EVAL_METRIC_VALUE = Gauge(
     "The value of each EvalSuite metric in the latest run that ended, by judged model.",
     ["namespace", "suite", "model", "metric"],
 )
+FINETUNE_RUNS = Counter(
+    "llmops_finetune_runs_total",
+    "FineTuneJobs that ended, by result (Succeeded, Failed).",
+    ["namespace", "name", "result"],
+)
 
 ROLLOUT_WEIGHT = Gauge("llmops_rollout_canary_weight", "Percent of traffic on the candidate.", ["namespace", "name"])
 ROLLOUT_PHASE = Gauge("llmops_rollout_phase", "1 for the rollout's current phase.", ["namespace", "name", "phase"])

@@ -7,6 +7,7 @@ from datetime import datetime
 from ..api.common import API_VERSION
 from ..api.finetunejob import FineTuneJob
 from ..kube import read
+from ..metrics import FINETUNE_RUNS
 from ..plan.common import Plan
 from ..plan.finetunejob import TRAINER, FineTuneObservation, plan_finetunejob, rank0_pod, training_job_name
 from ..settings import Settings
@@ -35,8 +36,20 @@ async def observe(job: FineTuneJob) -> FineTuneObservation:
     return FineTuneObservation(base_model=base, job=training, pods=pods, log_tail=log_tail, job_events=job_events)
 
 
+ENDED = ("Succeeded", "Failed")
+
+
+def record(job: FineTuneJob, plan: Plan) -> None:
+    """Count the job once, in the reconcile that ends it (what the fine-tune alert watches)."""
+    phase = plan.status.get("phase")
+    if phase in ENDED and job.status.phase != phase:
+        FINETUNE_RUNS.labels(job.namespace, job.name, phase).inc()
+
+
 async def plan(job: FineTuneJob, now: datetime) -> Plan:
-    return plan_finetunejob(job, await observe(job), SETTINGS, now)
+    result = plan_finetunejob(job, await observe(job), SETTINGS, now)
+    record(job, result)
+    return result
 
 
 RECONCILER = Reconciler(FineTuneJob, plan)
