@@ -51,7 +51,7 @@ from .common import (
 from .llmmodel import GRPC_PORT, HTTP_PORT, METRICS_PORT
 
 WARNING_REASONS = {"RolledBack", "Aborted", "AnalysisError", "RouteNotFound", "EvalGateError"}
-ENDPOINT_SLICE_MANAGER = "llmops.dev/rollout"
+ENDPOINT_SLICE_MANAGER = "rollout.llmops.dev"  # a label value: no slash
 WAIT_SECONDS = 3.0
 """How soon to look again while waiting on something without its own clock (replicas, a Job)."""
 ACTIVE: frozenset[RolloutPhase] = frozenset({"Progressing", "Paused"})
