@@ -183,6 +183,8 @@ def desired_deployment(model: LLMModel, artifact: Artifact, replicas: int | None
             f"--grpc-port={GRPC_PORT}",
             f"--metrics-port={METRICS_PORT}",
             "--strict-readiness=true",
+            # Latency quantiles for the rollout analysis templates (TritonLatencyP95/P99).
+            "--metrics-config=summary_latencies=true",
         ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT},
