@@ -94,6 +94,7 @@ Conditions = Annotated[
     list[Condition],
     Field(
         max_length=32,
+        description="The latest observations of the resource's state, one per type (Ready, Progressing, Degraded, …).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     ),
 ]
@@ -110,10 +111,15 @@ class Toleration(ApiModel):
     """A toleration, as on a Pod."""
 
     key: str | None = Field(default=None, max_length=317)
+    """The taint key to tolerate; empty with operator Exists tolerates every taint."""
     operator: Literal["Exists", "Equal"] = "Equal"
+    """Exists matches any value of the key; Equal matches only `value`."""
     value: str | None = Field(default=None, max_length=63)
+    """The taint value to match (operator Equal)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """The taint effect to match; empty matches every effect."""
     toleration_seconds: int | None = Field(default=None, ge=0)
+    """How long a NoExecute taint is tolerated before the pod is evicted."""
 
 
 class Scheduling(ApiModel):

@@ -113,16 +113,19 @@ def crd(kind: type[Resource]) -> Schema:
     spec_model = _model_of(fields["spec"].annotation)
     status_model = _model_of(fields["status"].annotation)
     assert spec_model is not None and status_model is not None
+    # `kubectl explain` shows these on the top-level fields, which have no docstring of their own.
+    spec_doc = f"What the user asks of this {info.kind}. The operator never writes it."
+    status_doc = f"What the operator observed and decided for this {info.kind}; written only by the operator."
     openapi = {
         "type": "object",
         "description": (kind.__doc__ or "").strip(),
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": model_schema(spec_model),
-            "status": model_schema(status_model),
+            "apiVersion": {"type": "string", "description": f"Always {GROUP}/{VERSION}."},
+            "kind": {"type": "string", "description": f"Always {info.kind}."},
+            "metadata": {"type": "object", "description": "Name, namespace, labels and annotations of the object."},
+            "spec": {"description": spec_doc, **model_schema(spec_model)},
+            "status": {"description": status_doc, **model_schema(status_model)},
         },
     }
     return {

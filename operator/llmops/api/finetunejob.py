@@ -42,6 +42,7 @@ class Dataset(ApiModel):
     """Training data: JSONL lines of {"prompt": ..., "completion": ...}."""
 
     uri: Uri
+    """JSONL training data, one {"prompt", "completion"} object per line."""
     eval_uri: Uri | None = None
     """Held-out JSONL for the eval loss reported in status."""
 
@@ -50,8 +51,11 @@ class LoRA(ApiModel):
     """Low-rank adapter settings (method LoRA only)."""
 
     r: int = Field(default=8, ge=1, le=1024)
+    """Rank of the adapter matrices: higher learns more and costs more memory."""
     alpha: int = Field(default=16, ge=1, le=4096)
+    """Scaling of the adapter's update (applied as alpha / r)."""
     dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the adapter's input during training."""
     target_modules: list[str] = Field(default_factory=list, max_length=64)
     """Module names to adapt; empty means the library's default for the architecture."""
     merge: bool = True
@@ -62,12 +66,15 @@ class Hyperparameters(ApiModel):
     """Optimizer and schedule settings passed to the trainer."""
 
     epochs: int = Field(default=1, ge=1, le=1000)
+    """Passes over the training data."""
     max_steps: int | None = Field(default=None, ge=1)
     """Stop after this many optimizer steps (overrides epochs)."""
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
+    """Learning rate of the optimizer."""
     batch_size: int = Field(default=8, ge=1, le=65536)
     """Per-worker batch size."""
     seed: int = Field(default=42, ge=0)
+    """Random seed, for repeatable runs."""
 
 
 class Checkpointing(ApiModel):
@@ -76,12 +83,14 @@ class Checkpointing(ApiModel):
     persistent_volume_claim: ObjectName
     """PVC mounted by every worker; checkpoints live under <job>/checkpoints."""
     every_steps: int = Field(default=100, ge=1, le=1_000_000)
+    """Save a checkpoint every this many optimizer steps; a lost pod resumes from the newest."""
 
 
 class OutputModel(ApiModel):
     """The LLMModel created (or updated) from the fine-tuned weights."""
 
     name: ObjectName
+    """Name of the LLMModel to create or update with the fine-tuned weights."""
     build: BuildSpec | None = None
     """Build settings of the output model; the operator's defaults when unset."""
     serving: ServingSpec | None = None
@@ -120,13 +129,21 @@ class Progress(ApiModel):
     """The trainer's latest progress report."""
 
     step: int = 0
+    """Optimizer steps done."""
     total_steps: int | None = None
+    """Optimizer steps the whole run takes."""
     epoch: float | None = None
+    """Current epoch, fractional."""
     loss: float | None = None
+    """Latest training loss."""
     eval_loss: float | None = None
+    """Latest loss on the evaluation set, when one is given."""
     tokens_per_second: float | None = None
+    """Training throughput over all workers."""
     eta_seconds: int | None = None
+    """Estimated seconds until the run ends."""
     updated_at: str | None = None
+    """When the trainer last reported progress."""
 
 
 FineTunePhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"]
@@ -134,7 +151,9 @@ FineTunePhase = Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"
 
 class FineTuneJobStatus(ApiModel):
     observed_generation: int | None = None
+    """The metadata.generation this status was computed from."""
     phase: FineTunePhase | None = None
+    """Summary for kubectl; derived from the conditions."""
     conditions: Conditions = Field(default_factory=list)
     job: str | None = None
     """The training Job."""
@@ -144,8 +163,11 @@ class FineTuneJobStatus(ApiModel):
     worker_pod: str | None = None
     """The rank-0 training pod whose progress is shown; a new one means training resumed."""
     last_resumed_from_step: int | None = None
+    """The checkpoint step the training last resumed from after losing a pod."""
     start_time: str | None = None
+    """When training started."""
     completion_time: str | None = None
+    """When training ended, successfully or not."""
     artifact_uri: str | None = None
     """Where the fine-tuned (merged) weights were written."""
     output_model: str | None = None

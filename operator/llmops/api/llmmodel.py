@@ -32,6 +32,7 @@ class FineTuneJobReference(ApiModel):
     """A FineTuneJob in the same namespace whose output is the model."""
 
     name: ObjectName
+    """Name of the FineTuneJob in the same namespace."""
 
 
 class ModelSource(ApiModel):
@@ -103,16 +104,20 @@ class DynamicBatching(ApiModel):
     """Triton's dynamic batcher: groups concurrent requests into one model execution."""
 
     enabled: bool = True
+    """Let Triton group concurrent requests into batches."""
     max_queue_delay_microseconds: int = Field(default=500, ge=0, le=10_000_000)
     """How long a request may wait for others to form a batch."""
     preferred_batch_sizes: list[int] = Field(default_factory=list, max_length=16)
+    """Batch sizes Triton prefers to form; none may exceed maxBatchSize."""
 
 
 class InstanceGroup(ApiModel):
     """How many copies of the model Triton runs per pod, and on what."""
 
     kind: Literal["GPU", "CPU"] = "GPU"
+    """Where each model instance runs: GPU or CPU."""
     count: int = Field(default=1, ge=1, le=64)
+    """Model instances per device (per GPU, or per server on CPU)."""
 
 
 class Autoscaling(ApiModel):
@@ -123,7 +128,9 @@ class Autoscaling(ApiModel):
     )
 
     min_replicas: int = Field(default=1, ge=1, le=1000)
+    """Fewest serving replicas the HorizontalPodAutoscaler keeps."""
     max_replicas: int = Field(ge=1, le=1000)
+    """Most serving replicas the HorizontalPodAutoscaler may create."""
     target_cpu_utilization: int = Field(default=80, ge=1, le=100)
     """Average CPU utilization (percent) the autoscaler aims for."""
 
@@ -153,6 +160,7 @@ class ServingSpec(ApiModel):
     resources: GPUResources = Field(default_factory=GPUResources)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     max_batch_size: int = Field(default=8, ge=1, le=4096)
+    """Largest batch Triton may form (config.pbtxt max_batch_size)."""
     dynamic_batching: DynamicBatching = Field(default_factory=DynamicBatching)
     instance_group: InstanceGroup = Field(default_factory=InstanceGroup)
     max_new_tokens: int = Field(default=64, ge=1, le=32768)
@@ -170,10 +178,13 @@ class Artifact(ApiModel):
     """The built, quantized Triton model repository now served."""
 
     uri: str
+    """Where the built Triton model repository lives (pvc://claim/path)."""
     digest: str
     """sha256 of the model files."""
     size_bytes: int = Field(ge=0)
+    """Size of the built repository in bytes."""
     quantization: Quantization
+    """The quantization the artifact was built with."""
     build_hash: str
     """Hash of the inputs of the build (source + build spec); an unchanged hash never rebuilds."""
 
@@ -182,8 +193,11 @@ class Endpoint(ApiModel):
     """Where clients reach the model."""
 
     http: str
+    """Triton's HTTP/REST address (KServe v2 protocol)."""
     grpc: str
+    """Triton's gRPC address."""
     metrics: str
+    """Triton's Prometheus metrics address."""
     model_name: str
     """Triton model name to send requests to."""
 
@@ -194,7 +208,9 @@ class Lineage(ApiModel):
     base_model: str | None = None
     """The base LLMModel (or URI) the weights were fine-tuned from."""
     fine_tune_job: str | None = None
+    """The FineTuneJob that produced the weights, if any."""
     source_uri: str | None = None
+    """Where the weights were read from."""
 
 
 Phase = Literal["Pending", "Building", "Deploying", "Ready", "Degraded", "Failed"]
@@ -202,6 +218,7 @@ Phase = Literal["Pending", "Building", "Deploying", "Ready", "Degraded", "Failed
 
 class LLMModelStatus(ApiModel):
     observed_generation: int | None = None
+    """The metadata.generation this status was computed from."""
     phase: Phase | None = None
     """Summary for kubectl; derived from the conditions."""
     conditions: Conditions = Field(default_factory=list)
@@ -210,7 +227,9 @@ class LLMModelStatus(ApiModel):
     """The Job building the current build hash."""
     endpoint: Endpoint | None = None
     replicas: int | None = None
+    """Serving replicas wanted."""
     ready_replicas: int | None = None
+    """Serving replicas ready to take traffic."""
     lineage: Lineage | None = None
 
 
