@@ -484,3 +484,22 @@ def test_the_operator_reconciles_with_only_the_charts_rbac(
         assert not forbidden, "\n".join(forbidden[:20])
     finally:
         operator.stop()
+
+
+# ---- kubectl explain ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "doc"),
+    [
+        ("llmmodels.spec.serving.maxBatchSize", "Largest batch Triton may form"),
+        ("finetunejobs.spec.lora.r", "Rank of the adapter matrices"),
+        ("evalsuites.spec.runNonce", "re-run every target"),
+        ("rollouts.spec.promote.id", "promotes once"),
+        ("llmmodels.status", "written only by the operator"),
+    ],
+)
+def test_kubectl_explain_shows_the_field_docs(cluster: Cluster, field: str, doc: str) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "crds"))
+    explained = wait_for(lambda: cluster.kubectl("explain", field, check=False).stdout, 30, f"kubectl explain {field}")
+    assert doc in " ".join(explained.split()), explained

@@ -123,7 +123,8 @@ def crd(kind: type[Resource]) -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": f"Always {GROUP}/{VERSION}."},
             "kind": {"type": "string", "description": f"Always {info.kind}."},
-            "metadata": {"type": "object", "description": "Name, namespace, labels and annotations of the object."},
+            # The apiserver refuses anything but `type` here: metadata's schema is its own.
+            "metadata": {"type": "object"},
             "spec": {"description": spec_doc, **model_schema(spec_model)},
             "status": {"description": status_doc, **model_schema(status_model)},
         },

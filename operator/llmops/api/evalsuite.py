@@ -30,6 +30,7 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"LatencyP50", "LatencyP95", "Latenc
 
 class EvalCase(ApiModel):
     prompt: str = Field(max_length=65536)
+    """The text sent to the model."""
     completion: str = Field(max_length=65536)
     """The expected completion."""
 
@@ -40,7 +41,9 @@ class EvalDataset(ApiModel):
     model_config = validations(cel(exactly_one("cases", "uri"), "exactly one of cases or uri must be set"))
 
     cases: list[EvalCase] | None = Field(default=None, min_length=1, max_length=1000)
+    """Cases written out in the suite."""
     uri: Uri | None = None
+    """A JSONL file of cases, one {"prompt", "completion"} object per line."""
 
 
 class JudgeSpec(ApiModel):
@@ -51,7 +54,9 @@ class JudgeSpec(ApiModel):
     model: ObjectName | None = None
     """An LLMModel in the same namespace."""
     endpoint: str | None = Field(default=None, max_length=2048, pattern=r"^(https?|grpc)://.+$")
+    """A Triton endpoint of the judge model (http://, https:// or grpc://)."""
     rubric: str = Field(default="Answer 1 if the response matches the reference, else 0.", max_length=4096)
+    """Instructions given to the judge with each prompt, reference and answer."""
 
 
 class EvalMetric(ApiModel):
@@ -65,7 +70,9 @@ class EvalMetric(ApiModel):
     )  # fmt: skip
 
     name: str = Field(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+    """Name of the metric, unique in the suite; results are reported under it."""
     type: MetricType
+    """What is measured: a score of the answers, a latency percentile (seconds) or the error rate."""
     threshold: float
     """Scores (0..1) pass at or above it; latencies (seconds) and ErrorRate pass at or below it."""
     pattern: str | None = Field(default=None, max_length=1024)
@@ -77,6 +84,7 @@ class Baseline(ApiModel):
     """Compare against another model's run of this suite."""
 
     model: ObjectName
+    """The LLMModel whose latest run for its current digest is the comparison."""
     max_regression: float = Field(default=0.0, ge=0, le=1)
     """A score metric fails when it is more than this below the baseline's value."""
 
@@ -87,7 +95,9 @@ class EvalTarget(ApiModel):
     model_config = validations(cel(exactly_one("model", "endpoint"), "exactly one of model or endpoint must be set"))
 
     model: ObjectName | None = None
+    """An LLMModel in the same namespace, evaluated at its served endpoint."""
     endpoint: str | None = Field(default=None, max_length=2048, pattern=r"^(https?|grpc)://.+$")
+    """A Triton endpoint evaluated as it is (http://, https:// or grpc://)."""
     model_name: str = Field(default="llm", max_length=253)
     """Triton model name at the endpoint."""
 
@@ -117,10 +127,15 @@ class EvalSuiteSpec(ApiModel):
 
 class MetricResult(ApiModel):
     name: str
+    """The metric's name in spec.metrics."""
     value: float | None = None
+    """The measured value; empty when it could not be computed."""
     threshold: float
+    """The threshold the value was judged against."""
     baseline_value: float | None = None
+    """The baseline model's value of the same metric, when a baseline is set."""
     passed: bool
+    """Whether the value met the threshold (and the baseline's allowed regression)."""
 
 
 RunPhase = Literal["Running", "Passed", "Failed", "Error"]
@@ -138,17 +153,24 @@ class EvalRun(ApiModel):
     job: str | None = None
     """The evaluator Job."""
     phase: RunPhase
+    """Running while the evaluator Job runs, then Passed or Failed by the thresholds, or Error."""
     started_at: str | None = None
+    """When the evaluator Job was created."""
     finished_at: str | None = None
+    """When the run ended."""
     passed: bool | None = None
+    """Whether every metric passed."""
     metrics: list[MetricResult] = Field(default_factory=list, max_length=32)
+    """The value of each metric against its threshold."""
     message: str | None = None
+    """Why the run failed or erred, naming the failing metrics."""
     report: str | None = None
     """Where the evaluator wrote its full JSON report, inside its pod (kept only as long as the pod)."""
 
 
 class EvalSuiteStatus(ApiModel):
     observed_generation: int | None = None
+    """The metadata.generation this status was computed from."""
     phase: Literal["Idle", "Running", "Passed", "Failed", "Error"] | None = None
     """Result of the most recent run."""
     conditions: Conditions = Field(default_factory=list)

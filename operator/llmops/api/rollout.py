@@ -36,6 +36,7 @@ class AnalysisMetric(ApiModel):
     )  # fmt: skip
 
     name: str = Field(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+    """Name of the measurement, unique in the step; reported in status.analysis."""
     template: AnalysisTemplate | None = None
     """Built-in query over Triton's metrics for the canary's pods."""
     query: str | None = Field(default=None, max_length=8192)
@@ -54,7 +55,9 @@ class AnalysisStep(ApiModel):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    """Measured together; the step passes when every metric reaches its count of successes."""
     interval: Duration = "30s"
+    """Time between two measurements."""
     count: int = Field(default=3, ge=1, le=1000)
     """Measurements per metric that must succeed."""
     failure_limit: int = Field(default=0, ge=0, le=1000)
@@ -72,6 +75,7 @@ class EvalGateStep(ApiModel):
     """Run an EvalSuite against the candidate at its current weight; roll back when it fails."""
 
     eval_suite: ObjectName
+    """The EvalSuite, in the same namespace, to run against the candidate."""
 
 
 class RolloutStep(ApiModel):
@@ -85,6 +89,7 @@ class RolloutStep(ApiModel):
     set_weight: int | None = Field(default=None, ge=0, le=100)
     """Percent of traffic sent to the candidate."""
     pause: PauseStep | None = None
+    """Wait, for a duration or until promoted."""
     analysis: AnalysisStep | None = None
     eval_gate: EvalGateStep | None = None
 
@@ -93,6 +98,7 @@ class HTTPRouteRef(ApiModel):
     """A Gateway API HTTPRoute whose first rule's backendRefs the operator weights."""
 
     name: ObjectName
+    """Name of the HTTPRoute in the same namespace."""
 
 
 class TrafficRouting(ApiModel):
@@ -111,6 +117,7 @@ class Promote(ApiModel):
     """A one-shot promotion, applied once per distinct id (so re-applying from Git is a no-op)."""
 
     id: str = Field(min_length=1, max_length=63)
+    """Any new value promotes once; the same id again does nothing."""
     type: Literal["NextStep", "Full"] = "NextStep"
     """NextStep ends the current pause or step; Full skips all remaining steps."""
 
@@ -121,6 +128,7 @@ class RollbackPolicy(ApiModel):
     on_analysis_error: Literal["Pause", "Abort"] = "Pause"
     """What to do when Prometheus keeps failing (not a failed measurement: an error or no answer)."""
     max_consecutive_errors: int = Field(default=4, ge=1, le=100)
+    """Prometheus errors in a row that trigger onAnalysisError."""
     scale_down_delay: Duration = "0s"
     """How long the rejected canary keeps running after traffic left it."""
 
@@ -153,21 +161,34 @@ class RolloutSpec(ApiModel):
 
 class MetricMeasurement(ApiModel):
     name: str
+    """The metric's name in the analysis step."""
     value: float | None = None
+    """The latest measured value; empty when the query returned no data."""
     threshold: float
+    """Boundary of a passing measurement."""
     comparison: str
+    """How the value must relate to the threshold: LessThan or GreaterThan."""
     successes: int = 0
+    """Passing measurements so far."""
     failures: int = 0
+    """Failing measurements so far."""
     inconclusive: int = 0
+    """Measurements without data so far."""
     errors: int = 0
+    """Queries that failed so far."""
     consecutive_errors: int = 0
+    """Queries that failed in a row, up to now."""
 
 
 class AnalysisStatus(ApiModel):
     step: int
+    """Index of the analysis step in spec.steps."""
     started_at: str
+    """When the analysis began."""
     last_measured_at: str | None = None
+    """When Prometheus was last queried."""
     metrics: list[MetricMeasurement] = Field(default_factory=list, max_length=16)
+    """One entry per metric of the step."""
 
 
 HistoryEvent = Literal["Promoted", "RolledBack", "Aborted"]
@@ -175,15 +196,25 @@ HistoryEvent = Literal["Promoted", "RolledBack", "Aborted"]
 
 class HistoryEntry(ApiModel):
     time: str
+    """When it happened."""
     event: HistoryEvent
+    """Promoted, RolledBack or Aborted."""
     stable: str
+    """The stable model at the time."""
     candidate: str
+    """The candidate model."""
     candidate_digest: str | None = None
+    """The candidate's artifact digest."""
     step: int | None = None
+    """The step at which it happened."""
     reason: str | None = None
+    """Why, as a CamelCase reason."""
     metric: str | None = None
+    """The metric that failed, for a rollback by analysis or eval gate."""
     value: float | None = None
+    """That metric's value."""
     threshold: float | None = None
+    """That metric's threshold."""
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBack", "Aborted", "Degraded"]
@@ -191,25 +222,35 @@ RolloutPhase = Literal["Pending", "Progressing", "Paused", "Promoted", "RolledBa
 
 class RolloutStatus(ApiModel):
     observed_generation: int | None = None
+    """The metadata.generation this status was computed from."""
     phase: RolloutPhase | None = None
+    """Summary for kubectl; derived from the conditions."""
     conditions: Conditions = Field(default_factory=list)
     current_step: int | None = None
     """Index into spec.steps of the step in progress."""
     step_started_at: str | None = None
+    """When the current step began."""
     canary_weight: int | None = None
     """Percent of traffic the candidate receives now."""
     canary_replicas: int | None = None
     """Replicas the candidate's Deployment is held at by this rollout (replicaRatio mode, and 0 once
     rejected); unset leaves the candidate's own spec.serving.replicas in force."""
     stable_digest: str | None = None
+    """Artifact digest of the stable model when the rollout started."""
     candidate_digest: str | None = None
+    """Artifact digest of the candidate being rolled out."""
     rejected_digests: list[str] = Field(default_factory=list, max_length=50)
     """Candidate digests rolled back; never retried until spec.retry changes."""
     analysis: AnalysisStatus | None = None
+    """Measurements of the analysis step in progress."""
     last_promote_id: str | None = None
+    """The spec.promote.id already applied."""
     last_retry: str | None = None
+    """The spec.retry value already applied."""
     message: str | None = None
+    """What the rollout is doing or why it stopped."""
     history: list[HistoryEntry] = Field(default_factory=list, max_length=20)
+    """Promotions, rollbacks and aborts, newest last; the oldest are dropped beyond 20."""
 
 
 class Rollout(Resource):
