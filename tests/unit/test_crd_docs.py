@@ -13,7 +13,6 @@ import yaml
 
 from llmops.api import crdgen
 
-
 # The apiserver describes metadata itself and refuses a CRD that does.
 OWN_SCHEMA = {".metadata"}
 
