@@ -148,6 +148,13 @@ def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube
     }
     assert pods and all(p.spec.node_name in gpu_nodes for p in pods)
     assert {"Building", "Built", "Serving"} <= set(event_reasons(kubectl, kube.ns, "LLMModel"))
+    # Only status is written on the user's object: no finalizer that would block deletion
+    # while the operator is down.
+    assert not model["metadata"].get("finalizers")
+    # Once serving, resyncs (every 5 s here) find nothing to change and write nothing.
+    time.sleep(12)
+    applied = f"applying Deployment {kube.ns}/tinystories-base"
+    assert operator.log_path.read_text().count(applied) == 1
 
 
 def test_editing_replicas_scales_without_rebuilding(operator: OperatorProcess, kube: Kube) -> None:

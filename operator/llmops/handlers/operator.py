@@ -15,7 +15,9 @@ SETTINGS = Settings.from_env()
 
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Status is the only field we write; kopf must not add its own annotations or finalizers.
+    # Status is the only field we write. Only event handlers are registered (no timers, daemons
+    # or deletion handlers), so kopf adds no finalizer; under this name it removes one that an
+    # earlier version of the operator added.
     settings.persistence.finalizer = "llmops.dev/unused"
     settings.posting.level = logging.WARNING  # our Events come from the plans, not kopf's log
     settings.watching.server_timeout = 300  # re-list at least every 5 minutes: no silent watch freeze

@@ -34,6 +34,8 @@ class Reconciler(Generic[R]):
     model: type[R]
     plan: Callable[[R, datetime], Awaitable[Plan]]
     """Gathers the observation (reads only) and calls the pure plan."""
+    resync_seconds: float = 60.0
+    """Every existing resource is reconciled at least this often, even without events."""
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
@@ -60,8 +62,13 @@ class Reconciler(Generic[R]):
                 RECONCILE_SECONDS.labels(self.kind).observe(time.monotonic() - started)
             self._failures.pop(key, None)
             RECONCILES.labels(self.kind, "ok").inc()
-            if plan is not None and plan.requeue_after is not None:
-                self.schedule(namespace, name, plan.requeue_after)
+            if plan is None:
+                self.forget(key)  # deleted, or refused until its spec changes: nothing to revisit
+            else:
+                # The resync is a timer of our own, not a kopf timer: those put a finalizer on the
+                # resource, and a finalizer would block deletion whenever the operator is down.
+                soon = plan.requeue_after
+                self.schedule(namespace, name, self.resync_seconds if soon is None else min(soon, self.resync_seconds))
 
     async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
         body = await read.get(API_VERSION, self.kind, namespace, name)
@@ -99,6 +106,14 @@ class Reconciler(Generic[R]):
         if before.get("Degraded") != ("True", "InvalidSpec"):
             await events.emit(shell, [Event("Warning", "InvalidSpec", message)])
 
+    def forget(self, key: tuple[str, str]) -> None:
+        """Drop what is kept per resource, so memory does not grow with every resource ever seen."""
+        pending = self._scheduled.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+        self._locks.pop(key, None)
+        self._failures.pop(key, None)
+
     def schedule(self, namespace: str, name: str, delay: float) -> None:
         """Reconcile again after `delay` seconds (one pending timer per resource)."""
         key = (namespace, name)
@@ -117,10 +132,13 @@ class Reconciler(Generic[R]):
 
 
 def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
-    """Register kopf handlers: the resource's own events, its children's, and a periodic resync.
+    """Register kopf handlers: the resource's own events and its children's; set the resync period.
 
     Children are found through the label llmops.dev/<kind>=<name> that every child carries.
+    kopf lists every resource when it starts watching, so each one gets a first reconcile and,
+    from then on, its own resync timer.
     """
+    reconciler.resync_seconds = resync_seconds
     owner_label = f"llmops.dev/{reconciler.kind.lower()}"
     child_labels: dict[str, Any] = {**MANAGED_BY, owner_label: kopf.PRESENT}
 
@@ -132,11 +150,6 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
         if namespace:
             await reconciler.reconcile(namespace, labels[owner_label])
 
-    async def resync(namespace: str | None, name: str, **_: Any) -> None:
-        """Level-triggered safety net: a missed event is repaired within one resync interval."""
-        if namespace:
-            await reconciler.reconcile(namespace, name)
-
     kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(resource_changed)
     for group, version, children in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
         handler_id = f"{plural}-{children}"
@@ -144,4 +157,3 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
             kopf.on.event(group, version, children, labels=child_labels, id=handler_id)(child_changed)
         else:
             kopf.on.event(version, children, labels=child_labels, id=handler_id)(child_changed)
-    kopf.timer(GROUP, VERSION, plural, interval=resync_seconds, idle=resync_seconds, id=f"{plural}-resync")(resync)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from ..plan.common import FIELD_MANAGER, Manifest
 from .client import call, dynamic
 from .read import get
@@ -22,7 +24,20 @@ def contains(observed: Any, desired: Any) -> bool:
             and len(observed) == len(desired)
             and all(contains(o, d) for o, d in zip(observed, desired, strict=True))
         )
-    return bool(observed == desired)
+    return bool(observed == desired) or same_quantity(observed, desired)
+
+
+def same_quantity(observed: Any, desired: Any) -> bool:
+    """The apiserver stores resource quantities in canonical form: 1 comes back "1", "0.5" as "500m"."""
+    scalars = (str, int, float)
+    if isinstance(observed, bool) or isinstance(desired, bool):
+        return False
+    if not (isinstance(observed, scalars) and isinstance(desired, scalars)):
+        return False
+    try:
+        return bool(parse_quantity(observed) == parse_quantity(desired))
+    except (ValueError, TypeError, ArithmeticError):
+        return False
 
 
 def _server_side_apply(manifest: Manifest) -> None:
