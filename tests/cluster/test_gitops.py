@@ -14,13 +14,18 @@ import pytest
 import yaml
 
 from llmops.api import KINDS
+from tests.cluster import test_reconcile as reconcile
+from tests.cluster.test_reconcile import Kube, ready
 from tests.support.crds import CRD_DIR
+from tests.support.operator import OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 GITOPS = REPO / "examples" / "gitops"
 OVERLAYS = sorted(p.parent.name for p in GITOPS.glob("*/kustomization.yaml") if p.parent.name != "base")
 MODELS = {kind.crd.kind: kind for kind in KINDS}
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+operator = reconcile.operator
+kube = reconcile.kube
 
 
 def test_there_are_overlays() -> None:
@@ -42,3 +47,17 @@ def test_overlay_renders_the_whole_pipeline_and_the_apiserver_accepts_it(
     manifest = yaml.safe_dump_all(docs)
     result = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=manifest, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_reapplying_the_examples_after_reconciliation_shows_no_diff(
+    operator: OperatorProcess, kube: Kube, kubectl: Kubectl
+) -> None:
+    """The operator writes only status: a GitOps controller's next sync finds nothing to change."""
+    examples = [str(REPO / "examples" / f"{name}.yaml") for name in ("llmmodel", "finetunejob", "evalsuite", "rollout")]
+    args = [a for path in examples for a in ("-f", path)]
+    kubectl("apply", "--server-side", "--field-manager=argocd", "-n", kube.ns, *args)
+    wait_for(lambda: ready(kube, "tinystories-base"), 90, "the example model Ready")
+    wait_for(lambda: kube.get("finetunejobs", "tinystories-ft").get("status", {}).get("phase"), 60, "job status")
+    wait_for(lambda: kube.get("rollouts", "tinystories").get("status", {}).get("phase"), 60, "rollout status")
+    diff = kubectl("diff", "--server-side", "--field-manager=argocd", "-n", kube.ns, *args, check=False)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
