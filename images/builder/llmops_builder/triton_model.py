@@ -51,8 +51,9 @@ class TritonPythonModel:
         try:
             texts = self.generator.generate(prompts, budgets)
         except Exception as e:
-            err = pb_utils.TritonError(f"generation failed: {e}")
-            return [resp or pb_utils.InferenceResponse(error=err) for resp in responses]
+            # Raise rather than answer errors: Triton counts error *responses* of a python model
+            # as successes, and rollout analysis reads nv_inference_request_failure.
+            raise pb_utils.TritonModelException(f"generation failed: {e}") from e
         pos = 0
         for r, count, shape in owners:
             chunk = np.array([t.encode("utf-8") for t in texts[pos : pos + count]], dtype=np.object_)
