@@ -10,6 +10,7 @@ from llmops.api.evalsuite import EvalRun, EvalSuite
 from llmops.api.rollout import Rollout
 from llmops.plan.common import Plan
 from llmops.plan.evalsuite import (
+    GATE_ROLE_LABEL,
     MAX_RUNS,
     TARGET_LABEL,
     EvalSuiteObservation,
@@ -461,3 +462,43 @@ def test_without_targets_the_suite_is_idle() -> None:
         "Degraded": ("False", "AsExpected"),
     }
     assert plan.status["observedGeneration"] == 1
+
+
+def gated_model(name: str, phase: str = "Evaluating", suite_name: str = "reverse-quality") -> dict[str, Any]:
+    """A model whose quality gate waits on a suite with both builds deployed."""
+    gate = {
+        "phase": phase,
+        "evalSuite": suite_name,
+        "buildHash": "h",
+        "candidate": {"digest": NEW_DIGEST},
+        "reference": {"digest": BASE_DIGEST},
+    }
+    return {**model(name), "status": {**model(name)["status"], "qualityGate": gate}}
+
+
+def test_an_open_quality_gate_has_both_builds_judged_at_the_gate_services() -> None:
+    observed = EvalSuiteObservation(models=models(gated_model("tinystories-bad")))
+    plan, after = step(suite({"spec.target": DELETE}), observed)
+    assert {(r.model, r.digest) for r in after.status.runs} == {
+        ("tinystories-bad@candidate", NEW_DIGEST),
+        ("tinystories-bad@reference", BASE_DIGEST),
+    }
+    pods = {}
+    for evaluator_job in jobs_of(plan):
+        args = evaluator_job["spec"]["template"]["spec"]["containers"][0]["args"]
+        labels = evaluator_job["spec"]["template"]["metadata"]["labels"]
+        pods[labels[GATE_ROLE_LABEL]] = (labels[TARGET_LABEL], args[args.index("--endpoint") + 1])
+    assert pods == {
+        "candidate": ("tinystories-bad", "http://tinystories-bad-gate-candidate.ml.svc:8000"),
+        "reference": ("tinystories-bad", "http://tinystories-bad-gate-reference.ml.svc:8000"),
+    }
+    # Judged once: the same builds start no more runs, even once the gate reports an error.
+    again, later = step(after, EvalSuiteObservation(models=models(gated_model("tinystories-bad", "Error"))))
+    assert {j["metadata"]["name"] for j in jobs_of(again)} == {j["metadata"]["name"] for j in jobs_of(plan)}
+    assert later.status.runs == after.status.runs
+
+
+def test_a_quality_gate_still_deploying_or_for_another_suite_is_not_judged() -> None:
+    for gate in (gated_model("m", "Deploying"), gated_model("m", "Refused"), gated_model("m", suite_name="other")):
+        plan, after = step(suite({"spec.target": DELETE}), EvalSuiteObservation(models=models(gate)))
+        assert not jobs_of(plan) and after.status.runs == []

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from llmops.api.evalsuite import EvalSuite
 from llmops.api.llmmodel import LLMModel
 from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel
 from llmops.settings import Settings
@@ -260,3 +261,217 @@ def test_a_build_whose_pods_cannot_be_created_says_why() -> None:
     assert conditions(plan)["Built"] == ("False", "PodCreationFailed")
     assert conditions(plan)["Degraded"] == ("True", "PodCreationFailed")
     assert plan.status["phase"] == "Degraded"  # may clear once the quota allows; not Failed
+
+
+# --- the quantization quality gate ------------------------------------------------------------
+
+GATE_SUITE = "quality"
+CANDIDATE_DIGEST = "sha256:" + "cc" * 32
+REFERENCE_DIGEST = "sha256:" + "ee" * 32
+
+
+def gated(m: LLMModel, quantization: str = "FP16", max_drop: float = 0.05) -> LLMModel:
+    """The model switched to another quantization behind a quality gate."""
+    gate = {"evalSuite": GATE_SUITE, "maxScoreDrop": max_drop}
+    changes = {"spec.build.quantization": quantization, "spec.build.qualityGate": gate}
+    return LLMModel.model_validate(patched(m.wire(), changes))
+
+
+def build_jobs(plan: Any) -> dict[str, dict[str, Any]]:
+    """Build Jobs by the quantization they build."""
+    jobs = {}
+    for job in by_kind(plan, "Job"):
+        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        jobs[args[args.index("--quantization") + 1]] = job
+    return jobs
+
+
+def served_gate(plan: Any) -> dict[str, dict[str, Any]]:
+    """The gate Deployments of a plan, as the apiserver reports them once rolled out and ready."""
+    served = {}
+    for deployment in by_kind(plan, "Deployment"):
+        role = deployment["metadata"]["labels"]["app.kubernetes.io/component"].removeprefix("gate-")
+        if role in ("candidate", "reference"):
+            status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}
+            served[role] = {**deployment, "metadata": {**deployment["metadata"], "generation": 1}, "status": status}
+    return served
+
+
+RunOutcome = dict[str, float] | str | None
+
+
+def gate_suite(candidate: RunOutcome, reference: RunOutcome, nonce: str | None = None) -> EvalSuite:
+    """The gate's EvalSuite with runs of both builds: metric values, "Running", an error message, or none."""
+    obj = patched(example("evalsuite"), {"spec.baseline": DELETE, "spec.target": DELETE})
+    obj["metadata"].update(name=GATE_SUITE, namespace="ml")
+    if nonce:
+        obj["spec"]["runNonce"] = nonce
+    runs = []
+    outcomes = (("candidate", CANDIDATE_DIGEST, candidate), ("reference", REFERENCE_DIGEST, reference))
+    for role, digest, outcome in outcomes:
+        if outcome is None:
+            continue
+        run: dict[str, Any] = {"model": f"tinystories-base@{role}", "digest": digest, "phase": "Running"}
+        if isinstance(outcome, str) and outcome != "Running":
+            run.update(phase="Error", message=outcome)
+        elif isinstance(outcome, dict):
+            metrics = [{"name": k, "value": v, "threshold": 0.0, "passed": True} for k, v in outcome.items()]
+            run.update(phase="Passed", passed=True, metrics=metrics)
+        runs.append(run)
+    obj["status"] = {"runs": runs}
+    return EvalSuite.model_validate(obj)
+
+
+def observed_gate(plan: Any, suite: EvalSuite | None = None, **more: Any) -> LLMModelObservation:
+    return LLMModelObservation(deployment=ready_deployment(2), gate_deployments=served_gate(plan), gate_suite=suite,
+                               **more)  # fmt: skip
+
+
+def open_gate() -> tuple[LLMModel, Any]:
+    """A served Int8Dynamic model switched to FP16 behind the gate, both builds done and deployed."""
+    served, _ = built_model()
+    m = gated(served)
+    plan, m = step(m, LLMModelObservation(deployment=ready_deployment(2)))
+    jobs = build_jobs(plan)
+    candidate = completed_build(jobs["FP16"], {"digest": CANDIDATE_DIGEST, "sizeBytes": 6_000_000})
+    reference = completed_build(jobs["None"], {"digest": REFERENCE_DIGEST, "sizeBytes": 24_000_000})
+    both = LLMModelObservation(
+        deployment=ready_deployment(2),
+        build_job=candidate.build_job,
+        build_pods=candidate.build_pods,
+        reference_build_job=reference.build_job,
+        reference_build_pods=reference.build_pods,
+    )
+    plan, m = step(m, both)
+    return m, plan
+
+
+def test_a_gated_quantized_build_builds_the_unquantized_reference_alongside() -> None:
+    served, _ = built_model()
+    plan, m = step(gated(served), LLMModelObservation(deployment=ready_deployment(2)))
+    jobs = build_jobs(plan)
+    assert set(jobs) == {"FP16", "None"}
+    assert jobs["FP16"]["metadata"]["name"] != jobs["None"]["metadata"]["name"]
+    assert conditions(plan)["Built"] == ("False", "Building")
+    assert m.status.artifact == served.status.artifact
+    # A quantized rebuild of the same source reuses the same reference Job.
+    again, _ = step(gated(served, "Int4WeightOnly"), LLMModelObservation(deployment=ready_deployment(2)))
+    assert build_jobs(again)["None"]["metadata"]["name"] == jobs["None"]["metadata"]["name"]
+
+
+def test_an_open_gate_serves_both_builds_and_keeps_the_previous_artifact() -> None:
+    m, plan = open_gate()
+    gate = plan.status["qualityGate"]
+    assert gate["phase"] == "Deploying"
+    assert (gate["candidate"]["digest"], gate["reference"]["digest"]) == (CANDIDATE_DIGEST, REFERENCE_DIGEST)
+    assert gate["reference"]["quantization"] == "None"
+    assert conditions(plan)["Built"] == ("False", "QualityGatePending")
+    assert plan.status["artifact"]["digest"] == DIGEST
+    deployments = {d["metadata"]["name"]: d for d in by_kind(plan, "Deployment")}
+    gate_names = {"tinystories-base-gate-candidate", "tinystories-base-gate-reference"}
+    assert set(deployments) == {"tinystories-base", *gate_names}
+    serving = deployments["tinystories-base"]["spec"]["template"]["metadata"]["annotations"]
+    assert serving["llmops.dev/artifact-digest"] == DIGEST
+    candidate = deployments["tinystories-base-gate-candidate"]
+    assert candidate["spec"]["replicas"] == 1
+    args = candidate["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert f"--model-repository={gate['candidate']['uri']}" in args
+    selector = candidate["spec"]["selector"]["matchLabels"]
+    assert selector["app.kubernetes.io/component"] == "gate-candidate"
+    services = {s["metadata"]["name"] for s in by_kind(plan, "Service")}
+    assert gate_names <= services
+    assert plan.patches == []
+
+    waiting, _ = step(m, observed_gate(plan, gate_suite(None, None)))
+    assert not by_kind(waiting, "Job")  # both builds are recorded in status: their Jobs may go (TTL)
+    assert waiting.status["qualityGate"]["phase"] == "Evaluating"
+    assert "waiting for EvalSuite quality to judge" in waiting.status["qualityGate"]["message"]
+
+
+def test_a_candidate_within_the_allowed_drop_becomes_the_served_artifact() -> None:
+    m, plan = open_gate()
+    verdict, after = step(m, observed_gate(plan, gate_suite({"exact": 0.88, "p95": 0.4}, {"exact": 0.9, "p95": 0.1})))
+    assert after.status.artifact is not None and after.status.artifact.digest == CANDIDATE_DIGEST
+    assert after.status.quality_gate is not None and after.status.quality_gate.phase == "Passed"
+    assert conditions(verdict)["Built"] == ("True", "Built")
+    [passed] = [e for e in verdict.events if e.reason == "QualityGatePassed"]
+    assert "exact 0.88 (unquantized 0.9)" in passed.message
+    deployment = next(d for d in by_kind(verdict, "Deployment") if d["metadata"]["name"] == "tinystories-base")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["llmops.dev/artifact-digest"] == CANDIDATE_DIGEST
+    # The gate closes: its Deployments scale to zero.
+    assert {(p["metadata"]["name"], p["spec"]["replicas"]) for p in verdict.patches} == {
+        ("tinystories-base-gate-candidate", 0),
+        ("tinystories-base-gate-reference", 0),
+    }
+    later, _ = step(after, LLMModelObservation(deployment=ready_deployment(2)))
+    assert not [e for e in later.events if e.reason == "QualityGatePassed"]
+
+
+def test_a_regressed_candidate_is_refused_and_the_previous_artifact_keeps_serving() -> None:
+    m, plan = open_gate()
+    regressed = gate_suite({"exact": 0.1, "rouge": 0.7, "p95": 0.9}, {"exact": 0.9, "rouge": 0.72, "p95": 0.1})
+    verdict, after = step(m, observed_gate(plan, regressed))
+    assert after.status.artifact == m.status.artifact
+    assert conditions(verdict)["Built"] == ("False", "QuantizationRegressed")
+    assert conditions(verdict)["Degraded"] == ("True", "QuantizationRegressed")
+    message = next(c["message"] for c in verdict.status["conditions"] if c["type"] == "Built")
+    assert "exact 0.1 vs 0.9 unquantized (drop 0.8 > max 0.05)" in message
+    assert "rouge" not in message and "p95" not in message  # within the drop; latency is no score
+    assert ("Warning", "QuantizationRegressed") in {(e.type, e.reason) for e in verdict.events}
+    deployment = next(d for d in by_kind(verdict, "Deployment") if d["metadata"]["name"] == "tinystories-base")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["llmops.dev/artifact-digest"] == DIGEST
+    assert {p["spec"]["replicas"] for p in verdict.patches} == {0}
+    assert verdict.status["phase"] == "Degraded"
+    # Not judged again, even when the suite's runs are gone, until the spec changes.
+    again, _ = step(after, LLMModelObservation(deployment=ready_deployment(2), gate_suite=gate_suite(None, None)))
+    assert conditions(again)["Built"] == ("False", "QuantizationRegressed")
+    assert not by_kind(again, "Job") and again.events == []
+    # A larger allowed drop accepts the recorded scores.
+    relaxed = LLMModel.model_validate(patched(after.wire(), {"spec.build.qualityGate.maxScoreDrop": 0.9}))
+    accepted, _ = step(relaxed, LLMModelObservation(deployment=ready_deployment(2)))
+    assert accepted.status["artifact"]["digest"] == CANDIDATE_DIGEST
+
+
+def test_an_evaluator_error_fails_the_gate_until_the_run_nonce_changes() -> None:
+    m, plan = open_gate()
+    failed, after = step(m, observed_gate(plan, gate_suite("Running", "evaluator Job x failed: connection refused")))
+    assert conditions(failed)["Built"] == ("False", "QualityGateError")
+    assert conditions(failed)["Degraded"] == ("True", "QualityGateError")
+    assert "connection refused" in failed.status["qualityGate"]["message"]
+    assert after.status.artifact == m.status.artifact
+    assert len(by_kind(failed, "Deployment")) == 3  # the gate stays open for another run
+    retried, _ = step(after, observed_gate(plan, gate_suite(None, None, nonce="again")))
+    assert retried.status["qualityGate"]["phase"] == "Evaluating"
+    assert conditions(retried)["Built"] == ("False", "QualityGatePending")
+
+
+def test_removing_the_gate_cancels_it_and_serves_the_build() -> None:
+    m, plan = open_gate()
+    ungated = LLMModel.model_validate(patched(m.wire(), {"spec.build.qualityGate": DELETE}))
+    plan, after = step(ungated, LLMModelObservation(deployment=ready_deployment(2)))
+    # Served from the gate's record of the build: its Job may be gone by now (TTL).
+    assert after.status.artifact is not None and after.status.artifact.digest == CANDIDATE_DIGEST
+    assert conditions(plan)["Built"] == ("True", "Built")
+    assert after.status.quality_gate is not None and after.status.quality_gate.phase == "Cancelled"
+    assert {p["spec"]["replicas"] for p in plan.patches} == {0}
+
+
+def test_another_quantization_cancels_the_open_gate_and_reuses_its_reference() -> None:
+    m, _ = open_gate()
+    switched = LLMModel.model_validate(patched(m.wire(), {"spec.build.quantization": "Int4WeightOnly"}))
+    plan, after = step(switched, LLMModelObservation(deployment=ready_deployment(2)))
+    assert set(build_jobs(plan)) == {"Int4WeightOnly"}  # the unquantized reference is built already
+    assert after.status.quality_gate is not None and after.status.quality_gate.phase == "Cancelled"
+    assert {p["spec"]["replicas"] for p in plan.patches} == {0} and len(plan.patches) == 2
+    assert after.status.artifact == m.status.artifact
+
+
+def test_an_unquantized_build_or_no_gate_is_served_as_before() -> None:
+    served, _ = built_model()
+    unquantized = gated(served, "None")
+    plan, _ = step(unquantized, LLMModelObservation(deployment=ready_deployment(2)))
+    assert set(build_jobs(plan)) == {"None"}
+    assert "qualityGate" not in plan.status and plan.patches == []
+    plain, _ = built_model()
+    plan, _ = step(plain, LLMModelObservation(deployment=ready_deployment(2)))
+    assert plain.status.quality_gate is None and "qualityGate" not in plan.status and plan.patches == []

@@ -214,6 +214,39 @@ class Lineage(ApiModel):
 
 
 Phase = Literal["Pending", "Building", "Deploying", "Ready", "Degraded", "Failed"]
+GatePhase = Literal["Building", "Deploying", "Evaluating", "Passed", "Refused", "Error", "Cancelled"]
+
+
+class GateScore(ApiModel):
+    """One score metric of the quality gate's EvalSuite, for both builds."""
+
+    metric: str
+    """The metric's name in the EvalSuite."""
+    candidate: float | None = None
+    """The quantized build's value."""
+    reference: float | None = None
+    """The unquantized build's value."""
+
+
+class QualityGateStatus(ApiModel):
+    """The quantized build waiting for (or judged by) spec.build.qualityGate."""
+
+    phase: GatePhase
+    """Building the two artifacts, Deploying them, Evaluating them on the EvalSuite, then Passed
+    (the candidate became status.artifact), Refused (the previous artifact keeps serving), Error
+    (retried when the EvalSuite's runNonce changes) or Cancelled (the gate no longer applies)."""
+    eval_suite: str
+    """The EvalSuite judging both builds."""
+    build_hash: str
+    """Build hash of the quantized build being judged."""
+    candidate: Artifact | None = None
+    """The quantized build, served by <model>-gate-candidate while the gate is open."""
+    reference: Artifact | None = None
+    """The unquantized build of the same source, served by <model>-gate-reference while the gate is open."""
+    scores: list[GateScore] = Field(default_factory=list, max_length=32)
+    """Each score metric of both runs (latency and ErrorRate metrics are not compared)."""
+    message: str | None = None
+    """What the gate waits for, or why it refused or failed."""
 
 
 class LLMModelStatus(ApiModel):
@@ -231,6 +264,8 @@ class LLMModelStatus(ApiModel):
     ready_replicas: int | None = None
     """Serving replicas ready to take traffic."""
     lineage: Lineage | None = None
+    quality_gate: QualityGateStatus | None = None
+    """The latest quality gate of a quantized build (spec.build.qualityGate)."""
 
 
 class LLMModel(Resource):

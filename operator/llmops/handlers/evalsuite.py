@@ -71,12 +71,15 @@ watch(RECONCILER, "evalsuites", SETTINGS.resync_seconds)
 
 
 @kopf.on.event(GROUP, VERSION, "llmmodels", id="evalsuites-from-llmmodels")
-async def model_changed(namespace: str | None, name: str, **_: Any) -> None:
-    """A target, baseline or gated candidate that becomes Ready or gets a new digest is judged at once."""
+async def model_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+    """A target, baseline, gated candidate or quality gate that gets ready or a new digest is judged at once."""
     if not namespace:
         return
     rollouts = parsed_rollouts(await read.list_(API_VERSION, "Rollout", namespace, ""))
     affected = {suite for r in rollouts if r.spec.candidate.name == name for suite in gated_suites(r)}
+    quality_gate = (body.get("status") or {}).get("qualityGate") or {}
+    if quality_gate.get("evalSuite"):
+        affected.add(quality_gate["evalSuite"])
     for suite in await read.list_(API_VERSION, "EvalSuite", namespace, ""):
         spec = suite.get("spec", {})
         if name in ((spec.get("target") or {}).get("model"), (spec.get("baseline") or {}).get("model")):

@@ -2,21 +2,60 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 import kopf
+import pydantic
 
 from ..api.common import API_VERSION, GROUP, VERSION
+from ..api.evalsuite import EvalSuite
 from ..api.llmmodel import LLMModel
 from ..kube import read
 from ..plan.common import Plan, labels
-from ..plan.llmmodel import LLMModelObservation, build_hash, build_job_name, plan_llmmodel, source_of
+from ..plan.llmmodel import (
+    GATE_ROLES,
+    LLMModelObservation,
+    active_gate,
+    build_hash,
+    build_job_name,
+    gate_deployment_name,
+    plan_llmmodel,
+    reference_build,
+    source_of,
+)
 from ..plan.rollout import held_replicas
 from ..settings import Settings
 from .reconciler import Reconciler, watch
 
 SETTINGS = Settings.from_env()
+log = logging.getLogger(__name__)
+
+
+BuildObservation = tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]
+NO_BUILD: BuildObservation = (None, [], [])
+
+
+async def build_job_of(ns: str, name: str) -> BuildObservation:
+    """A build Job, its pods, and its Warning Events while it has no pods."""
+    job = await read.get("batch/v1", "Job", ns, name)
+    pods: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    if job is not None:
+        pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
+        if not pods:
+            events = await read.warning_events(ns, "Job", name)
+    return job, pods, events
+
+
+async def gate_suite(ns: str, name: str) -> EvalSuite | None:
+    suite = await read.get(API_VERSION, "EvalSuite", ns, name)
+    try:
+        return EvalSuite.model_validate(suite) if suite else None
+    except pydantic.ValidationError:
+        log.debug("EvalSuite %s/%s does not parse: the quality gate waits for it", ns, name)
+        return None
 
 
 async def observe(model: LLMModel) -> LLMModelObservation:
@@ -25,22 +64,36 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     if model.spec.source.fine_tune_job:
         fine_tune = await read.get(API_VERSION, "FineTuneJob", ns, model.spec.source.fine_tune_job.name)
     source_uri, _, _ = source_of(model, LLMModelObservation(fine_tune_job=fine_tune))
-    build_job, build_pods, build_job_events = None, [], []
+    build = NO_BUILD
     if source_uri is not None:
         name = build_job_name(model, build_hash(model, source_uri, SETTINGS))
-        build_job = await read.get("batch/v1", "Job", ns, name)
-        if build_job is not None:
-            build_pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
-            if not build_pods:
-                build_job_events = await read.warning_events(ns, "Job", name)
+        build = await build_job_of(ns, name)
+    gate = active_gate(model)
+    reference = NO_BUILD
+    suite = None
+    if gate is not None and source_uri is not None:
+        reference_hash = build_hash(model, source_uri, SETTINGS, reference_build(model))
+        reference = await build_job_of(ns, build_job_name(model, reference_hash))
+        suite = await gate_suite(ns, gate.eval_suite)
+    gate_deployments: dict[str, dict[str, Any]] = {}
+    if model.status.quality_gate is not None:
+        for role in GATE_ROLES:
+            found = await read.get("apps/v1", "Deployment", ns, gate_deployment_name(model.name, role))
+            if found is not None:
+                gate_deployments[role] = found
     return LLMModelObservation(
         fine_tune_job=fine_tune,
-        build_job=build_job,
-        build_pods=build_pods,
-        build_job_events=build_job_events,
+        build_job=build[0],
+        build_pods=build[1],
+        build_job_events=build[2],
         deployment=await read.get("apps/v1", "Deployment", ns, model.name),
         serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
         held_replicas=held_replicas(model.name, await read.list_(API_VERSION, "Rollout", ns, "")),
+        reference_build_job=reference[0],
+        reference_build_pods=reference[1],
+        reference_build_job_events=reference[2],
+        gate_deployments=gate_deployments,
+        gate_suite=suite,
     )
 
 
@@ -68,3 +121,14 @@ async def rollout_changed(namespace: str | None, body: kopf.Body, **_: Any) -> N
     candidate = body.get("spec", {}).get("candidate", {}).get("name")
     if namespace and candidate:
         await RECONCILER.reconcile(namespace, candidate)
+
+
+@kopf.on.event(GROUP, VERSION, "evalsuites", id="llmmodels-from-evalsuites")
+async def eval_suite_changed(namespace: str | None, name: str, **_: Any) -> None:
+    """A quality gate decides from its EvalSuite's runs: look again when the suite changes."""
+    if not namespace:
+        return
+    for model in await read.list_(API_VERSION, "LLMModel", namespace, ""):
+        gate = ((model.get("spec") or {}).get("build") or {}).get("qualityGate") or {}
+        if gate.get("evalSuite") == name:
+            await RECONCILER.reconcile(namespace, model["metadata"]["name"])

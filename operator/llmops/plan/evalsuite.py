@@ -5,9 +5,11 @@ named by the hash of that key, so a version is judged once, a restarted operator
 it created instead of starting another, and changing spec.runNonce judges every target again.
 
 Targets come from spec.target (a Ready model, judged whenever its artifact digest changes; or
-an endpoint, judged once per runNonce) and from every Progressing Rollout whose current step
-is an evalGate naming this suite (the candidate at status.candidateDigest). Rollouts read the
-verdict from status.runs by that same key.
+an endpoint, judged once per runNonce), from every Progressing Rollout whose current step
+is an evalGate naming this suite (the candidate at status.candidateDigest), and from every
+LLMModel whose open quality gate names this suite (its quantized and unquantized builds, as
+<model>@candidate and <model>@reference at the gate's own Services). Rollouts and LLMModels
+read the verdict from status.runs by that same key.
 
 The suite reaches the evaluator as JSON in a ConfigMap owned by the suite. With a baseline,
 the baseline model is judged first and the comparison (maxRegression) is made here from the
@@ -37,7 +39,7 @@ from .common import (
     set_condition,
     transition_events,
 )
-from .llmmodel import HTTP_PORT, TRITON_MODEL_NAME
+from .llmmodel import GATE_ROLES, HTTP_PORT, JUDGED_GATE, TRITON_MODEL_NAME, gate_endpoint, gate_target
 from .workloads import (
     PVC_ROOT,
     WORKLOAD_UID,
@@ -54,6 +56,8 @@ from .workloads import (
 EVALUATOR = "evaluator"
 TARGET_LABEL = "llmops.dev/eval-target"
 """On evaluator pods: the LLMModel they judge (the local cluster's kwok stage reads it)."""
+GATE_ROLE_LABEL = "llmops.dev/eval-gate-role"
+"""On evaluator pods of an LLMModel's quality gate: candidate or reference."""
 SUITE_MOUNT = "/etc/llmops/suite"
 REPORT_PATH = "/tmp/report.json"
 MAX_RUNS = 50
@@ -94,7 +98,9 @@ class RunTarget:
     endpoint: str
     model_name: str
     requested_by: str
-    """spec.target, spec.baseline or Rollout <name>: for messages."""
+    """spec.target, spec.baseline, Rollout <name> or LLMModel <name>: for messages."""
+    gate_role: str | None = None
+    """candidate or reference for a quality gate's build (model is then <LLMModel>@<role>)."""
 
 
 RunKey = tuple[str, str, str | None]
@@ -172,6 +178,21 @@ def rollout_target(suite: EvalSuite, rollout: Rollout, models: dict[str, dict[st
     return RunTarget(candidate, digest, url, model_name, requested_by)
 
 
+def quality_gate_targets(suite: EvalSuite, name: str, model: dict[str, Any]) -> list[RunTarget]:
+    """Both builds of an LLMModel's quality gate while it waits on this suite, each at its gate Service."""
+    gate = (model.get("status") or {}).get("qualityGate") or {}
+    if gate.get("evalSuite") != suite.name or gate.get("phase") not in JUDGED_GATE:
+        return []
+    targets = []
+    for role in GATE_ROLES:
+        digest = (gate.get(role) or {}).get("digest")
+        if digest:
+            url = gate_endpoint(name, suite.namespace, role)
+            requested_by = f"LLMModel {name} quality gate"
+            targets.append(RunTarget(gate_target(name, role), str(digest), url, TRITON_MODEL_NAME, requested_by, role))
+    return targets
+
+
 def resolve_targets(suite: EvalSuite, observed: EvalSuiteObservation) -> tuple[list[RunTarget], list[str]]:
     """(targets to judge, why others cannot be judged yet), without duplicates."""
     found: list[RunTarget | str] = []
@@ -183,6 +204,8 @@ def resolve_targets(suite: EvalSuite, observed: EvalSuiteObservation) -> tuple[l
     for rollout in sorted(observed.rollouts, key=lambda r: r.name):
         if suite.name in gated_suites(rollout):
             found.append(rollout_target(suite, rollout, observed.models))
+    for name, model in sorted(observed.models.items()):
+        found += quality_gate_targets(suite, name, model)
     targets: dict[tuple[str, str], RunTarget] = {}
     waiting: list[str] = []
     for item in found:
@@ -255,7 +278,10 @@ def desired_eval_job(suite: EvalSuite, target: RunTarget, key: RunKey, settings:
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_labels = child_metadata(suite, "", EVALUATOR)["labels"]
-    if target.digest and len(target.model) <= 63:  # a label value; endpoint targets have none
+    if target.gate_role:  # "@" is not allowed in a label value: the model and the role apart
+        pod_labels[TARGET_LABEL] = target.model.removesuffix(f"@{target.gate_role}")
+        pod_labels[GATE_ROLE_LABEL] = target.gate_role
+    elif target.digest and len(target.model) <= 63:  # a label value; endpoint targets have none
         pod_labels[TARGET_LABEL] = target.model
     annotations = {"llmops.dev/eval-model": target.model, "llmops.dev/eval-digest": target.digest}
     if key[2] is not None:
