@@ -30,6 +30,7 @@ up() {
     "$repo/e2e/cluster.sh" up
     eval "$("$repo/e2e/cluster.sh" env)"
     storage_flags=(--static-volumes)  # no storage provisioner: pre-bound hostPath volumes
+    export LLMOPS_REPOSITORY_STORAGE_CLASS=kwok-volume  # model repositories: kwok's simulated volumes
   fi
   mkdir -p "$state"
   say "installing the CRDs"
@@ -44,6 +45,16 @@ up() {
   say "applying examples/ into namespace $namespace"
   kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   "$py" "$repo/e2e/demo_storage.py" "$namespace" "${storage_flags[@]}" | kubectl apply -f - >/dev/null
+  # examples/finetunejob.yaml asks for the priority class "training", as a real cluster would define it
+  kubectl apply -f - >/dev/null <<'YAML'
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata:
+  name: training
+value: 1000
+preemptionPolicy: Never
+description: Fine-tuning jobs of the quick start (examples/finetunejob.yaml).
+YAML
   kubectl apply --server-side -n "$namespace" -f "$repo/examples" >/dev/null
   say "watching (Ctrl-C stops watching; everything keeps running until make down)"
   for _ in $(seq 1 20); do
