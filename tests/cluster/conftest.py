@@ -20,6 +20,11 @@ Fixtures:
     ``kubectl("get", "pods", "-n", ns)`` runs the built kubectl with the cluster's
     kubeconfig and returns a ``subprocess.CompletedProcess`` (text); it raises
     ``subprocess.CalledProcessError`` on a non-zero exit unless ``check=False``.
+``operator`` (module)
+    The operator as a real process (:class:`tests.support.operator.OperatorProcess`) watching
+    this run's namespaces, with the CRDs installed.
+``kube`` (function)
+    :class:`tests.support.kube.Kube` helpers on the test's namespace, with the examples' PVCs bound.
 
 When the cluster cannot start, the tests fail with the tail of the component logs.
 ``LLMOPS_SKIP_CLUSTER=1`` turns that failure into a skip, and skips at once when the
@@ -40,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.crds import CRD_DIR
+from tests.support.kube import CLAIMS, Kube, Kubectl
+from tests.support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SH = REPO / "e2e" / "cluster.sh"
@@ -236,3 +245,32 @@ def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kubectl: Kubectl, kubeconfig: str, namespace_glob: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=llmops-operator"
+    )
+    # kwok-volume: the local cluster's simulated provisioner (e2e/cluster/storageclass.yaml)
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(
+        kubeconfig, log, ["--namespace", namespace_glob], LLMOPS_REPOSITORY_STORAGE_CLASS="kwok-volume"
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def kube(api_client: Any, namespace: str) -> Iterator[Kube]:
+    k = Kube(api_client, namespace)
+    for claim in CLAIMS:
+        k.bound_claim(claim)
+    yield k
+    for pv in k.core.list_persistent_volume(label_selector="llmops.dev/test=true").items:
+        if pv.metadata.name.startswith(f"{namespace}-"):
+            k.core.delete_persistent_volume(pv.metadata.name)

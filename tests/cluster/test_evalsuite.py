@@ -10,13 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.cluster import test_reconcile as reconcile
-from tests.cluster.test_reconcile import Kube, Kubectl, event_reasons, llmmodel, ready
+from tests.support.kube import Kube, Kubectl, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
-
-# The same operator process and namespace set-up as the LLMModel tests (one operator per module).
-operator = reconcile.operator
-kube = reconcile.kube
 
 SUITE = "reverse-quality"
 

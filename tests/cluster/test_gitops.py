@@ -14,9 +14,8 @@ import pytest
 import yaml
 
 from llmops.api import KINDS
-from tests.cluster import test_reconcile as reconcile
-from tests.cluster.test_reconcile import Kube, ready
 from tests.support.crds import CRD_DIR
+from tests.support.kube import Kube, ready
 from tests.support.operator import OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +23,6 @@ GITOPS = REPO / "examples" / "gitops"
 OVERLAYS = sorted(p.parent.name for p in GITOPS.glob("*/kustomization.yaml") if p.parent.name != "base")
 MODELS = {kind.crd.kind: kind for kind in KINDS}
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-operator = reconcile.operator
-kube = reconcile.kube
 
 
 def test_there_are_overlays() -> None:

@@ -7,126 +7,17 @@ which stand in for the real programs (tested on their own in tests/workload).
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.support.crds import CRD_DIR
 from tests.support.invalid_specs import example, patched
+from tests.support.kube import GROUP, VERSION, Kube, Kubectl, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
-
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-GROUP, VERSION = "llmops.dev", "v1alpha1"
-
-
-@pytest.fixture(scope="module")
-def operator(
-    kubectl: Kubectl, kubeconfig: str, namespace_glob: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
-    kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=llmops-operator"
-    )
-    # kwok-volume: the local cluster's simulated provisioner (e2e/cluster/storageclass.yaml)
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(
-        kubeconfig, log, ["--namespace", namespace_glob], LLMOPS_REPOSITORY_STORAGE_CLASS="kwok-volume"
-    )
-    process.start()
-    yield process
-    process.stop()
-
-
-class Kube:
-    """Small typed helpers over the test cluster."""
-
-    def __init__(self, api: Any, namespace: str) -> None:
-        self.ns = namespace
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.batch = client.BatchV1Api(api)
-        self.apps = client.AppsV1Api(api)
-
-    def create(self, obj: dict[str, Any]) -> None:
-        plural = obj["kind"].lower() + "s"
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, obj)
-
-    def get(self, plural: str, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name))
-
-    def patch_spec(self, plural: str, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name, {"spec": spec})
-
-    def condition(self, plural: str, name: str, type_: str) -> tuple[str, str] | None:
-        for c in self.get(plural, name).get("status", {}).get("conditions", []):
-            if c["type"] == type_:
-                return c["status"], c["reason"]
-        return None
-
-    def jobs(self) -> list[str]:
-        return sorted(j.metadata.name for j in self.batch.list_namespaced_job(self.ns).items)
-
-    def bound_claim(self, name: str) -> None:
-        """A PVC bound to a hostPath PV: the local cluster has no storage provisioner."""
-        pv = f"{self.ns}-{name}"
-        self.core.create_persistent_volume(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv, "labels": {"llmops.dev/test": "true"}},
-                "spec": {
-                    "capacity": {"storage": "10Gi"},
-                    "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
-                    "hostPath": {"path": f"/tmp/llmops-pv/{pv}"},
-                    "claimRef": {"namespace": self.ns, "name": name},
-                    "persistentVolumeReclaimPolicy": "Delete",
-                },
-            }
-        )
-        self.core.create_namespaced_persistent_volume_claim(
-            self.ns,
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "volumeName": pv,
-                    "resources": {"requests": {"storage": "10Gi"}},
-                },
-            },
-        )
-
-
-@pytest.fixture
-def kube(api_client: Any, namespace: str) -> Iterator[Kube]:
-    k = Kube(api_client, namespace)
-    for claim in ("models", "datasets", "model-repositories", "training-checkpoints"):
-        k.bound_claim(claim)
-    yield k
-    for pv in k.core.list_persistent_volume(label_selector="llmops.dev/test=true").items:
-        if pv.metadata.name.startswith(f"{namespace}-"):
-            k.core.delete_persistent_volume(pv.metadata.name)
-
-
-def llmmodel(name: str = "tinystories-base", **changes: Any) -> dict[str, Any]:
-    obj = patched(example("llmmodel"), {"spec.serving.replicas": 1, **changes})
-    obj["metadata"]["name"] = name
-    return obj
-
-
-def ready(kube: Kube, name: str) -> bool:
-    return kube.condition("llmmodels", name, "Ready") == ("True", "Serving")
-
-
-def event_reasons(kubectl: Kubectl, namespace: str, kind: str) -> list[str]:
-    events = json.loads(kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout)["items"]
-    return [e["reason"] for e in events if e.get("regarding", {}).get("kind") == kind]
 
 
 def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube: Kube, kubectl: Kubectl) -> None:

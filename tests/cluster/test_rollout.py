@@ -15,12 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.cluster import test_reconcile as reconcile
-from tests.cluster.test_reconcile import Kube, Kubectl, event_reasons, llmmodel, ready
+from tests.support.kube import Kube, Kubectl, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
-
-operator = reconcile.operator
-kube = reconcile.kube
 
 
 def evalsuite() -> dict[str, Any]:
