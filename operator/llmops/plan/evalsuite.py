@@ -40,6 +40,7 @@ from .common import (
     transition_events,
 )
 from .llmmodel import GATE_ROLES, HTTP_PORT, JUDGED_GATE, TRITON_MODEL_NAME, gate_endpoint, gate_target
+from .rollout import gate_suite
 from .workloads import (
     PVC_ROOT,
     WORKLOAD_UID,
@@ -126,12 +127,12 @@ def suite_configmap_name(suite: EvalSuite) -> str:
 
 
 def gated_suites(rollout: Rollout) -> set[str]:
-    """The EvalSuites a Rollout waits on now: the evalGate of its current step while Progressing."""
-    status, steps = rollout.status, rollout.spec.steps
-    if status.phase != "Progressing" or status.current_step is None or not 0 <= status.current_step < len(steps):
-        return set()
-    gate = steps[status.current_step].eval_gate
-    return {gate.eval_suite} if gate else set()
+    """The EvalSuites a Rollout waits on now: the evalGate of its current step while Progressing.
+
+    A rollout paused at its gate (say, after an evaluator error) is not judged again until it moves.
+    """
+    suite = gate_suite(rollout)
+    return {suite} if suite is not None and rollout.status.phase == "Progressing" else set()
 
 
 def model_version(model: dict[str, Any] | None, name: str) -> tuple[str, str, str] | str:

@@ -523,10 +523,6 @@ def conditions_of(rollout: Rollout, status: RolloutStatus, outcome: Outcome, now
 # ---- traffic ---------------------------------------------------------------------------------
 
 
-def stable_weight(status: RolloutStatus) -> int:
-    return 100 - (status.canary_weight or 0)
-
-
 def service_name(rollout: Rollout) -> str:
     return rollout.spec.service or rollout.name
 
