@@ -10,24 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.support.kube import Kube, Kubectl, event_reasons, llmmodel, ready
+from tests.support.kube import Kube, Kubectl, evalsuite, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
 
 SUITE = "reverse-quality"
-
-
-def evalsuite(target: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "llmops.dev/v1alpha1",
-        "kind": "EvalSuite",
-        "metadata": {"name": SUITE},
-        "spec": {
-            "dataset": {"cases": [{"prompt": "reverse: abc =", "completion": " cba"}]},
-            "metrics": [{"name": "em", "type": "ExactMatch", "threshold": 0.8}],
-            "target": {"model": target},
-            **spec,
-        },
-    }
 
 
 def runs(kube: Kube) -> list[dict[str, Any]]:
@@ -55,7 +41,7 @@ def test_a_ready_model_is_judged_once_per_digest_and_again_per_run_nonce(
     operator: OperatorProcess, kube: Kube, kubectl: Kubectl
 ) -> None:
     kube.create(llmmodel("tinystories-ft"))
-    kube.create(evalsuite("tinystories-ft"))
+    kube.create(evalsuite(SUITE, target={"model": "tinystories-ft"}))
     wait_for(lambda: ready(kube, "tinystories-ft"), 90, "LLMModel Ready")
     [run] = wait_for(lambda: finished(kube, 1), 60, "the first run to end")
     digest = kube.get("llmmodels", "tinystories-ft")["status"]["artifact"]["digest"]
@@ -90,7 +76,7 @@ def test_a_bad_model_fails_its_eval_and_the_condition_names_metric_value_and_thr
     operator: OperatorProcess, kube: Kube, kubectl: Kubectl
 ) -> None:
     kube.create(llmmodel("tinystories-bad"))
-    kube.create(evalsuite("tinystories-bad"))
+    kube.create(evalsuite(SUITE, target={"model": "tinystories-bad"}))
     [run] = wait_for(lambda: finished(kube, 1), 120, "the run to end")
     assert (run["phase"], run["passed"]) == ("Failed", False)
     assert run["metrics"] == [{"name": "em", "value": 0.1, "threshold": 0.8, "passed": False}]
@@ -101,7 +87,7 @@ def test_a_bad_model_fails_its_eval_and_the_condition_names_metric_value_and_thr
 
 
 def test_a_target_that_never_becomes_ready_is_reported_not_judged(operator: OperatorProcess, kube: Kube) -> None:
-    kube.create(evalsuite("no-such-model"))
+    kube.create(evalsuite(SUITE, target={"model": "no-such-model"}))
     wait_for(
         lambda: kube.condition("evalsuites", SUITE, "Progressing") == ("False", "TargetNotReady"),
         30,

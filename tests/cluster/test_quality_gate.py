@@ -12,24 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tests.support.kube import Kube, Kubectl, event_reasons, llmmodel, ready
+from tests.support.kube import Kube, Kubectl, evalsuite, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
 
 SUITE = "quantization-quality"
 GATE = {"evalSuite": SUITE, "maxScoreDrop": 0.02}
-
-
-def gate_suite() -> dict[str, Any]:
-    """A suite with no target of its own: it judges only what quality gates ask for."""
-    return {
-        "apiVersion": "llmops.dev/v1alpha1",
-        "kind": "EvalSuite",
-        "metadata": {"name": SUITE},
-        "spec": {
-            "dataset": {"cases": [{"prompt": "reverse: abc =", "completion": " cba"}]},
-            "metrics": [{"name": "em", "type": "ExactMatch", "threshold": 0.8}],
-        },
-    }
 
 
 def status(kube: Kube, name: str) -> dict[str, Any]:
@@ -61,7 +48,7 @@ def build_jobs(kube: Kube, name: str) -> list[str]:
 def test_a_quantized_build_that_keeps_its_scores_passes_the_gate_and_serves(
     operator: OperatorProcess, kube: Kube, kubectl: Kubectl
 ) -> None:
-    kube.create(gate_suite())
+    kube.create(evalsuite(SUITE))  # no target: it judges only what the gate asks for
     kube.create(llmmodel("gate-good", **{"spec.build.quantization": "None"}))
     wait_for(lambda: ready(kube, "gate-good"), 90, "the unquantized model Ready")
     unquantized = status(kube, "gate-good")["artifact"]
@@ -90,7 +77,7 @@ def test_a_quantized_build_that_keeps_its_scores_passes_the_gate_and_serves(
 def test_a_quantized_build_that_regresses_is_refused_and_the_previous_artifact_keeps_serving(
     operator: OperatorProcess, kube: Kube, kubectl: Kubectl
 ) -> None:
-    kube.create(gate_suite())
+    kube.create(evalsuite(SUITE))  # no target: it judges only what the gate asks for
     kube.create(llmmodel("gate-bad"))
     wait_for(lambda: ready(kube, "gate-bad"), 90, "the Int8Dynamic model Ready")
     previous = status(kube, "gate-bad")["artifact"]

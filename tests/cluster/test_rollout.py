@@ -15,20 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support.kube import Kube, Kubectl, event_reasons, llmmodel, ready
+from tests.support.kube import Kube, Kubectl, evalsuite, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
-
-
-def evalsuite() -> dict[str, Any]:
-    return {
-        "apiVersion": "llmops.dev/v1alpha1",
-        "kind": "EvalSuite",
-        "metadata": {"name": "quality"},
-        "spec": {
-            "dataset": {"cases": [{"prompt": "reverse: abc =", "completion": " cba"}]},
-            "metrics": [{"name": "em", "type": "ExactMatch", "threshold": 0.8}],
-        },
-    }
 
 
 def rollout(candidate: str, **spec: Any) -> dict[str, Any]:
@@ -86,7 +74,7 @@ class CapacityWatch:
 @pytest.fixture
 def models(operator: OperatorProcess, kube: Kube) -> Iterator[None]:
     kube.create(llmmodel("base", **{"spec.serving.replicas": 2}))
-    kube.create(evalsuite())
+    kube.create(evalsuite("quality"))
     wait_for(lambda: ready(kube, "base"), 90, "stable model Ready")
     yield
 

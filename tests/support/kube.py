@@ -90,3 +90,17 @@ def ready(kube: Kube, name: str) -> bool:
 def event_reasons(kubectl: Kubectl, namespace: str, kind: str) -> list[str]:
     events = json.loads(kubectl("get", "events.events.k8s.io", "-n", namespace, "-o", "json").stdout)["items"]
     return [e["reason"] for e in events if e.get("regarding", {}).get("kind") == kind]
+
+
+def evalsuite(name: str, **spec: Any) -> dict[str, Any]:
+    """An EvalSuite of one golden case scored by exact match (threshold 0.8); `spec` adds or overrides."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EvalSuite",
+        "metadata": {"name": name},
+        "spec": {
+            "dataset": {"cases": [{"prompt": "reverse: abc =", "completion": " cba"}]},
+            "metrics": [{"name": "em", "type": "ExactMatch", "threshold": 0.8}],
+            **spec,
+        },
+    }
