@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 dev: $(VENV)/.installed ## create the virtualenv and install everything
 
-test: test-unit test-cluster test-workloads ## every test level that can run on this machine
+test: test-unit test-cluster test-workloads test-e2e ## every test level that can run on this machine
 
 test-unit: dev ## unit tests: api, plan, generators (seconds)
 	$(RUN_TESTS) tests/unit
@@ -62,10 +62,17 @@ cluster-down: ## stop the local control plane and drop its data
 cluster-status: ## show what of the local control plane runs
 	e2e/cluster.sh status
 
-test-cluster: dev cluster-bins ## tests against the local control plane
-	$(RUN_TESTS) -m cluster tests/cluster
+test-cluster: dev cluster-bins ## tests against the local control plane (the fast fault tests included)
+	$(RUN_TESTS) -m "cluster and not chaos and not e2e" tests/cluster
 
-.PHONY: cluster-bins cluster-up cluster-down cluster-status test-cluster
+# tests/cluster/chaos: the fast ones also run in test-cluster, those marked `chaos` only here.
+test-chaos: dev cluster-bins ## fault injection: operator kills, API faults, fuzzed specs (tests/cluster/chaos)
+	$(RUN_TESTS) tests/cluster/chaos
+
+test-e2e: dev cluster-bins ## the whole pipeline on real local pods (tests/cluster/e2e, e2e/agent)
+	$(RUN_TESTS) -m e2e tests/cluster
+
+.PHONY: cluster-bins cluster-up cluster-down cluster-status test-cluster test-chaos test-e2e
 
 WORKLOAD_PATH := images/trainer:images/builder:images/evaluator:images/common
 

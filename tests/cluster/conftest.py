@@ -143,10 +143,13 @@ def _cannot_start(message: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test under tests/cluster carries the `cluster` marker."""
+    """Every test under tests/cluster carries the `cluster` marker, those under e2e/ also `e2e`."""
     for item in items:
-        if CLUSTER_TESTS in Path(str(item.path)).resolve().parents:
+        parents = Path(str(item.path)).resolve().parents
+        if CLUSTER_TESTS in parents:
             item.add_marker(pytest.mark.cluster)
+        if CLUSTER_TESTS / "e2e" in parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
