@@ -405,7 +405,7 @@ EOF
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$d/front-proxy-client.crt" --proxy-client-key-file="$d/front-proxy-client.key" \
     --authorization-mode=Node,RBAC \
-    --enable-admission-plugins=NodeRestriction,ExtendedResourceToleration,PodNodeSelector \
+    --enable-admission-plugins=NodeRestriction,ExtendedResourceToleration,PodNodeSelector,PodTolerationRestriction \
     --allow-privileged=true \
     --profiling=false --v=1
   wait_for "kube-apiserver /readyz" curl_api /readyz || fail_up
