@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -130,11 +131,28 @@ def _openapi_only(schema: Any) -> Any:
     return schema
 
 
+@cache
+def _go_regex(pattern: str) -> re.Pattern[str]:
+    # The apiserver matches patterns with Go's RE2, where `$` is the end of the text; Python's
+    # `$` also matches before a trailing newline, so "name\n" would pass here and not there.
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Any:
+    if validator.is_type(instance, "string") and not _go_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft4Validator, {"pattern": _pattern})
+
+
 def validate(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[FieldError]:
     """Errors the apiserver would report for creating (or updating from `old`) this object."""
     schema = schemas()[obj["kind"]]
     obj = apply_defaults(schema, copy.deepcopy(obj))
-    validator = jsonschema.Draft4Validator(_openapi_only(schema))
+    validator = _Validator(_openapi_only(schema))
     errors = [_schema_error(e) for e in validator.iter_errors(obj)]
     if errors:
         return errors  # like the apiserver, CEL only runs on schema-valid objects
