@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
@@ -43,14 +44,21 @@ def same_quantity(observed: Any, desired: Any) -> bool:
         return False
 
 
-def apply_body(manifest: Manifest) -> bytes:
-    """The apply patch as UTF-8 JSON, characters beyond the BMP written as they are.
+# Characters a YAML decoder refuses raw (C1 controls, DEL, non-characters) or reads as line
+# breaks (NEL, LS, PS) and so folds away, plus the BOM; JSON escapes keep each one as it is.
+YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
-    Apply patches are decoded as YAML. The client's own encoding escapes such characters as
-    surrogate pairs ("\\ud83d\\ude00"), which the YAML decoder refuses, so a spec with an emoji
-    in a prompt or a URI would never reach its children.
+
+def apply_body(manifest: Manifest) -> bytes:
+    """The apply patch as UTF-8 JSON that a YAML decoder reads back exactly.
+
+    Apply patches are decoded as YAML. The client's own encoding escapes characters beyond the
+    BMP as surrogate pairs ("\\ud83d\\ude00"), which the YAML decoder refuses, and writes C1
+    controls raw, which it refuses too: a spec with an emoji in a prompt would never reach its
+    children. So: UTF-8 as it is, and JSON escapes only where YAML needs them.
     """
-    return json.dumps(manifest, ensure_ascii=False).encode()
+    text = json.dumps(manifest, ensure_ascii=False)
+    return YAML_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
 def _server_side_apply(manifest: Manifest) -> None:
