@@ -8,8 +8,11 @@ termination message (exit code 2 for a configuration error, which is never retri
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import urlparse
+
+from .common import content_hash
 
 PVC_ROOT = "/mnt/pvc"
 POD_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"}
@@ -23,6 +26,19 @@ def pvc_claims(*uris: str | None) -> list[str]:
     return sorted({urlparse(u).netloc for u in uris if u and u.startswith("pvc://")})
 
 
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def volume_name(claim: str) -> str:
+    """pvc-<claim>, or pvc-<hash of claim> where that is no valid volume name.
+
+    Volume names are DNS labels (no dots, at most 63 characters); claim names are DNS
+    subdomains, so `models.v2` needs the hash.
+    """
+    name = f"pvc-{claim}"
+    return name if len(name) <= 63 and DNS_LABEL.match(name) else f"pvc-{content_hash(claim)}"
+
+
 def pvc_volumes(
     claims: list[str], writable: frozenset[str] = frozenset()
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -30,8 +46,9 @@ def pvc_volumes(
     volumes, mounts = [], []
     for claim in claims:
         read_only = claim not in writable
-        volumes.append({"name": f"pvc-{claim}", "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
-        mounts.append({"name": f"pvc-{claim}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": read_only})
+        name = volume_name(claim)
+        volumes.append({"name": name, "persistentVolumeClaim": {"claimName": claim, "readOnly": read_only}})
+        mounts.append({"name": name, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": read_only})
     return volumes, mounts
 
 
