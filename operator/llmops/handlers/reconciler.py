@@ -20,7 +20,7 @@ import pydantic
 
 from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
-from ..kube.apply import apply_all, patch_all
+from ..kube.apply import ChildRejected, apply_all, patch_all
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import MANAGED_BY, Event, Plan, set_condition
 
@@ -40,6 +40,8 @@ class Reconciler(Generic[R]):
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _rejected: dict[tuple[str, str], int] = field(default_factory=dict)
+    """The generation whose children the apiserver refused: not tried again until the spec changes."""
 
     @property
     def kind(self) -> str:
@@ -73,38 +75,50 @@ class Reconciler(Generic[R]):
     async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
         body = await read.get(API_VERSION, self.kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
+            self._rejected.pop((namespace, name), None)
             return None  # children go with it through their owner references
         observed_status = body.get("status") or {}
         now = datetime.now(UTC)
+        key, generation = (namespace, name), int(body["metadata"].get("generation", 0))
+        if self._rejected.get(key) == generation:
+            return None  # its children were refused; the same spec would be refused again
+        self._rejected.pop(key, None)
         try:
             resource = self.model.model_validate(body)
         except pydantic.ValidationError as error:
-            await self._refuse(body, error, now)
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            await self._refuse(body, "InvalidSpec", f"invalid spec at {where}: {first['msg']}", now)
             return None
         plan = await self.plan(resource, now)
-        writes = await apply_all(plan.children)
-        writes += await patch_all(plan.patches)
+        try:
+            writes = await apply_all(plan.children)
+            writes += await patch_all(plan.patches)
+        except ChildRejected as error:
+            # The apiserver refused a child built from this spec (a value the CRD lets through
+            # but a Pod, Service or label does not): retrying cannot help, a new spec can.
+            log.warning("%s %s/%s: %s", self.kind, namespace, name, error)
+            self._rejected[key] = generation
+            await self._refuse(body, "ChildRejected", str(error), now)
+            return None
         writes += await status.write_status(resource, observed_status, plan.status)
         WRITES.labels(self.kind, "any").inc(writes)
         await events.emit(resource, plan.events)
         return plan
 
-    async def _refuse(self, body: dict[str, Any], error: pydantic.ValidationError, now: datetime) -> None:
+    async def _refuse(self, body: dict[str, Any], reason: str, message: str, now: datetime) -> None:
         """A spec the apiserver accepted but the operator cannot use: say so once, do not retry."""
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = f"invalid spec at {where}: {first['msg']}"
         # Only metadata is needed to address the status write and the event.
         shell = self.model.model_construct(kind=self.kind, metadata=body["metadata"])
         old = body.get("status") or {}
         conditions = [c for c in old.get("conditions", []) if isinstance(c, dict)]
         parsed = [Condition.model_validate(c) for c in conditions]
         before = {c.type: (c.status, c.reason) for c in parsed}
-        updated = set_condition(parsed, "Degraded", "True", "InvalidSpec", message, now, shell.generation)
+        updated = set_condition(parsed, "Degraded", "True", reason, message, now, shell.generation)
         new = {**old, "conditions": [c.wire() for c in updated], "observedGeneration": shell.generation}
         await status.write_status(shell, old, new)
-        if before.get("Degraded") != ("True", "InvalidSpec"):
-            await events.emit(shell, [Event("Warning", "InvalidSpec", message)])
+        if before.get("Degraded") != ("True", reason):
+            await events.emit(shell, [Event("Warning", reason, message)])
 
     def forget(self, key: tuple[str, str]) -> None:
         """Drop what is kept per resource, so memory does not grow with every resource ever seen."""

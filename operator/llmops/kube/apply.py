@@ -13,6 +13,30 @@ from ..plan.common import FIELD_MANAGER, Manifest
 from .client import call, dynamic
 from .read import get
 
+REJECTED = (400, 422)
+"""BadRequest and Invalid: the object as written can never be stored, however often it is sent."""
+
+
+class ChildRejected(Exception):
+    """The apiserver refused a child as invalid: the spec it came from must change, not the timing."""
+
+    def __init__(self, manifest: Manifest, message: str) -> None:
+        meta = manifest["metadata"]
+        super().__init__(f"the apiserver refused {manifest['kind']} {meta['name']}: {message}")
+
+
+def rejection(error: Exception) -> str | None:
+    """The apiserver's message when it refused an object as invalid (400 or 422), else None."""
+    if getattr(error, "status", None) not in REJECTED:
+        return None
+    body = getattr(error, "body", None)
+    try:
+        message = json.loads(body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or body or error)
+
+
 log = logging.getLogger(__name__)
 
 
@@ -115,11 +139,21 @@ async def apply(manifest: Manifest) -> bool:
         if patch is None:
             return False
         log.info("patching Job %s/%s: %s", meta.get("namespace"), meta["name"], patch)
-        await call(_merge_patch, manifest, patch)
+        await _write(_merge_patch, manifest, patch)
         return True
     log.info("applying %s %s/%s", manifest["kind"], meta.get("namespace"), meta["name"])
-    await call(_server_side_apply, manifest)
+    await _write(_server_side_apply, manifest)
     return True
+
+
+async def _write(write: Any, manifest: Manifest, *args: Any) -> None:
+    try:
+        await call(write, manifest, *args)
+    except Exception as error:
+        message = rejection(error)
+        if message is None:
+            raise
+        raise ChildRejected(manifest, message) from error
 
 
 async def apply_all(manifests: list[Manifest]) -> int:
@@ -141,7 +175,7 @@ async def patch(manifest: Manifest) -> bool:
         return False
     log.info("patching %s %s/%s", manifest["kind"], meta.get("namespace"), meta["name"])
     body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind", "metadata")}
-    await call(_merge_patch, manifest, body)
+    await _write(_merge_patch, manifest, body)
     return True
 
 
