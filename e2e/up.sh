@@ -1,81 +1,92 @@
 #!/usr/bin/env bash
-# The quick start: a local cluster, the operator, the examples — and a live view of them.
+# The quick start: a local cluster, the operator from its chart, and the example pipeline
+# (examples/pipeline/) with a live view of it and a summary at the end.
 #
-#   e2e/up.sh up     (make up)    start everything, apply examples/, watch until they settle
-#   e2e/up.sh down   (make down)  stop the operator and the cluster
+#   e2e/up.sh up     (make up)    start everything, run the pipeline until the rollout ends
+#   e2e/up.sh down   (make down)  stop it all and drop the cluster
 #
 # Uses kind when a Docker engine answers (e2e/kind/), else the local control plane built from
-# Go modules (e2e/cluster.sh). The operator runs as a local process with the cluster's
-# kubeconfig; its log is e2e/.cluster/operator.log.
+# Go modules (e2e/cluster.sh) with the local node agent (e2e/agent/), which runs the pods of the
+# pipeline's namespaces (and the operator's) as real processes. Logs: e2e/.cluster/*.log, the
+# pods' under e2e/.cluster/agent/pods/.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state="$repo/e2e/.cluster"
 namespace=llmops-demo
+system_namespace=llmops-system
+prometheus_address=10.245.0.1:19090  # the agent's bridge: reachable from the host and from pods
 py="$repo/.venv/bin/python"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-operator_pid() { [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null && cat "$state/operator.pid"; }
+
+agent_pid() { pidof_file "$state/agent.pid"; }
+prometheus_pid() { pidof_file "$state/prometheus.pid"; }
+pidof_file() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null && cat "$1"; }
 
 up() {
+  local started=$SECONDS
   say "installing the development environment (make dev)"
   make -C "$repo" --no-print-directory dev >/dev/null
   if docker info >/dev/null 2>&1; then
-    say "Docker engine found: using kind (e2e/kind/)"
-    "$repo/e2e/kind/create.sh"
-    export KUBECONFIG="$state/kind-kubeconfig"
-    storage_flags=()
-  else
-    say "no Docker engine: local control plane with kwok GPU nodes (first run builds it from Go modules)"
-    "$repo/e2e/cluster.sh" up
-    eval "$("$repo/e2e/cluster.sh" env)"
-    storage_flags=(--static-volumes)  # no storage provisioner: pre-bound hostPath volumes
-    export LLMOPS_REPOSITORY_STORAGE_CLASS=kwok-volume  # model repositories: kwok's simulated volumes
+    say "Docker engine found: the same pipeline on kind (e2e/kind/README.md)"
+    exec "$repo/e2e/kind/up.sh"
   fi
+  say "local control plane with kwok GPU nodes (the first run builds it from Go modules)"
+  "$repo/e2e/cluster.sh" up
+  eval "$("$repo/e2e/cluster.sh" env)"
   mkdir -p "$state"
-  say "installing the CRDs"
-  kubectl apply --server-side --force-conflicts -f "$repo/crds" >/dev/null
-  kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=llmops-operator >/dev/null
-  if ! operator_pid >/dev/null; then
-    say "starting the operator (log: e2e/.cluster/operator.log)"
-    PYTHONPATH="$repo/operator" LLMOPS_RESYNC_SECONDS=10 nohup "$py" -m llmops --log-format plain \
-      >>"$state/operator.log" 2>&1 &
-    echo $! >"$state/operator.pid"
+
+  if ! agent_pid >/dev/null; then
+    say "starting the local node agent: pods pinned to node llmops-local run as real processes (log: e2e/.cluster/agent.log)"
+    nohup "$py" "$repo/e2e/agent" --state "$state/agent" >>"$state/agent.log" 2>&1 &
+    echo $! >"$state/agent.pid"
   fi
-  say "applying examples/ into namespace $namespace"
-  kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  "$py" "$repo/e2e/demo_storage.py" "$namespace" "${storage_flags[@]}" | kubectl apply -f - >/dev/null
-  # examples/finetunejob.yaml asks for the priority class "training", as a real cluster would define it
-  kubectl apply -f - >/dev/null <<'YAML'
-apiVersion: scheduling.k8s.io/v1
-kind: PriorityClass
+  kubectl wait --for=condition=Ready node/llmops-local --timeout=60s >/dev/null
+
+  if ! prometheus_pid >/dev/null; then
+    say "starting Prometheus on $prometheus_address (pods found through the apiserver)"
+    mkdir -p "$state/prometheus"
+    "$py" "$repo/e2e/pipeline.py" prometheus-config --apiserver "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
+      --pki "$state/pki" >"$state/prometheus/prometheus.yml"
+    nohup prometheus --config.file="$state/prometheus/prometheus.yml" --storage.tsdb.path="$state/prometheus/data" \
+      --web.listen-address="$prometheus_address" --log.level=warn >>"$state/prometheus.log" 2>&1 &
+    echo $! >"$state/prometheus.pid"
+  fi
+
+  say "installing the chart (charts/llmops-operator) into $system_namespace"
+  kubectl apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
 metadata:
-  name: training
-value: 1000
-preemptionPolicy: Never
-description: Fine-tuning jobs of the quick start (examples/finetunejob.yaml).
+  name: $system_namespace
+  annotations: $("$py" -c 'import json,sys; sys.path.insert(0,"'"$repo"'/e2e"); import pipeline; print(json.dumps(pipeline.LOCAL_NODE))')
 YAML
-  kubectl apply --server-side -n "$namespace" -f "$repo/examples" >/dev/null
-  say "watching (Ctrl-C stops watching; everything keeps running until make down)"
-  for _ in $(seq 1 20); do
-    clear 2>/dev/null || true
-    kubectl get llmops -n "$namespace" -o wide 2>&1 | sed 's/^/  /'
-    echo
-    kubectl get jobs,deployments,pods -n "$namespace" 2>&1 | sed 's/^/  /'
-    sleep 3
-  done
-  say "events"
-  kubectl get events -n "$namespace" --sort-by=.metadata.creationTimestamp 2>&1 | tail -20 | sed 's/^/  /'
+  helm upgrade --install llmops "$repo/charts/llmops-operator" --namespace "$system_namespace" \
+    --set replicaCount=1 --set logFormat=plain \
+    --set config.prometheusUrl="http://$prometheus_address" --set config.resyncSeconds=5 \
+    --set config.repositoryStorage.storageClassName=llmops-local --set config.repositoryStorage.size=1Gi \
+    --wait --timeout 5m >/dev/null
+
+  say "the example pipeline (examples/pipeline/) in namespace $namespace"
+  "$py" "$repo/e2e/pipeline.py" prepare --namespace "$namespace"
+  "$py" "$repo/e2e/pipeline.py" watch --namespace "$namespace"
+  say "done in $((SECONDS - started)) s; everything keeps running until make down"
+  echo "  kubectl get llmops -n $namespace        (export KUBECONFIG=$state/kubeconfig PATH=$state/bin:\$PATH)"
 }
 
 down() {
-  if pid=$(operator_pid); then
-    say "stopping the operator"
-    kill "$pid" && rm -f "$state/operator.pid"
-  fi
   if docker info >/dev/null 2>&1; then
     "$repo/e2e/kind/create.sh" delete || true
   fi
+  for component in prometheus agent operator; do  # the agent stops its pods and removes its network
+    if pid=$(pidof_file "$state/$component.pid"); then
+      say "stopping $component"
+      kill "$pid"
+      for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    fi
+    rm -f "$state/$component.pid"
+  done
   "$repo/e2e/cluster.sh" down
 }
 

@@ -31,6 +31,8 @@ import logging
 import os
 import shutil
 import signal
+import ssl
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ from urllib.parse import urlparse
 
 import network
 import pods
+from aiohttp import web
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -52,6 +55,7 @@ STORAGE_CLASS = "llmops-local"
 PROVISIONER = "llmops.dev/local-agent"
 SANDBOX = Path(__file__).resolve().parent / "sandbox.py"
 GPUS = "8"
+KUBELET_PORT = 10250
 
 
 class Problem(Exception):
@@ -111,6 +115,8 @@ class PodRunner:
         self.stopping = asyncio.Event()
         self.published: dict[str, Any] | None = None
         self.finished = False
+        self.detached = False
+        """Set when the agent shuts down: what it sees of the processes then is not the pod's fate."""
         self.hosts = self.dir / "hosts"
         self.task = asyncio.create_task(self.run(), name=f"pod {self.namespace}/{self.name}")
 
@@ -434,6 +440,8 @@ class PodRunner:
             writer.close()
 
     async def publish(self, final: bool = False) -> None:
+        if self.detached:
+            return
         status = pods.pod_status(self.pod, self.states, self.address, network.GATEWAY, self.start_time, final=final)
         comparable = json.dumps(
             {**status, "conditions": [{**c, "lastTransitionTime": ""} for c in status["conditions"]]}
@@ -460,6 +468,7 @@ class Agent:
         self.proxy = network.ServiceProxy()
         self.runners: dict[str, PodRunner] = {}
         self.deleting: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.services: list[dict[str, Any]] = []
         self.slices: list[dict[str, Any]] = []
         self.kubernetes_service = ("10.96.0.1", 443)
@@ -507,8 +516,9 @@ class Agent:
                 condition("DiskPressure", "False", "KubeletHasNoDiskPressure"),
                 condition("PIDPressure", "False", "KubeletHasSufficientPID"),
             ],
-            "addresses": [{"type": "InternalIP", "address": network.GATEWAY}, {"type": "Hostname", "address": NODE}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            # The apiserver reaches the kubelet API (logs) at the first address: the bridge's.
+            "addresses": [{"type": "InternalIP", "address": network.GATEWAY}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
             "nodeInfo": {
                 "architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "llmops-local-agent",
                 "kubeProxyVersion": "", "containerRuntimeVersion": "local://sandbox", "kernelVersion": os.uname().release,
@@ -521,7 +531,10 @@ class Agent:
         core = self.kube.core
         if await self.kube.get(core.read_node, NODE) is None:
             await self.kube.call(core.create_node, self.node())
-        await self.kube.call(core.patch_node_status, NODE, {"status": self.node_status()})
+        # The whole status, replaced (a strategic merge would keep addresses of an older agent).
+        await self.kube.call(
+            core.patch_node_status, NODE, [{"op": "add", "path": "/status", "value": self.node_status()}]
+        )
         if await self.kube.get(self.kube.storage.read_storage_class, STORAGE_CLASS) is None:
             await self.kube.call(
                 self.kube.storage.create_storage_class,
@@ -564,6 +577,9 @@ class Agent:
         listed = await self.kube.call(
             self.kube.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={NODE}"
         )
+        for pod in listed["items"]:  # addresses of pods started by an earlier agent stay theirs
+            if pod.get("status", {}).get("podIP") and pod["status"].get("phase") not in ("Succeeded", "Failed"):
+                self.addresses.keep(pod["status"]["podIP"])
         seen = set()
         for pod in listed["items"]:
             uid = pod["metadata"]["uid"]
@@ -576,10 +592,15 @@ class Agent:
                 runner.pod["metadata"] = pod["metadata"]
             if pod["metadata"].get("deletionTimestamp") and uid not in self.deleting:
                 self.deleting.add(uid)
-                asyncio.create_task(self.remove(pod))
+                self.background(self.remove(pod))
         for uid in [u for u in self.runners if u not in seen]:  # removed behind our back
             runner = self.runners.pop(uid)
-            asyncio.create_task(runner.stop(0))
+            self.background(runner.stop(0))
+
+    def background(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def remove(self, pod: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -647,6 +668,47 @@ class Agent:
                     await self.kube.call(core.delete_persistent_volume, pv["metadata"]["name"])
                 shutil.rmtree(self.state / "volumes" / pv["metadata"]["name"], ignore_errors=True)
 
+    # ---- the kubelet API, as far as logs go (kubectl logs, the operator's progress) ---------
+    async def serve_logs(self) -> None:
+        cert, key = self.state / "kubelet.crt", self.state / "kubelet.key"
+        if not cert.exists():
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", f"/CN={NODE}",
+                 "-addext", f"subjectAltName=IP:{network.GATEWAY}", "-keyout", str(key), "-out", str(cert)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        app = web.Application()
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, network.GATEWAY, KUBELET_PORT, ssl_context=context).start()
+
+    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+        """GET containerLogs with tailLines and follow; the apiserver authenticated the caller."""
+        ns, name, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
+        runner = next((r for r in self.runners.values() if (r.namespace, r.name) == (ns, name)), None)
+        path = runner.dir / f"{container}.log" if runner else None
+        if path is None or not path.exists():
+            raise web.HTTPNotFound(text=f"no log of container {container} in pod {ns}/{name} on this node")
+        text = path.read_text(errors="replace")
+        if request.query.get("tailLines"):
+            text = "".join(text.splitlines(keepends=True)[-int(request.query["tailLines"]) :])
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        await response.write(text.encode())
+        offset = path.stat().st_size
+        while request.query.get("follow") == "true" and runner is not None and not runner.task.done():
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(OSError), path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset += len(chunk)
+                if chunk:
+                    await response.write(chunk)
+        return response
+
     async def every(self, seconds: float, step: Any) -> None:
         while True:
             try:
@@ -658,6 +720,7 @@ class Agent:
     async def run(self) -> None:
         network.setup_host()
         await self.register()
+        await self.serve_logs()
         log.info("node %s registered; pods get addresses from %s", NODE, network.POD_CIDR)
         await asyncio.gather(
             self.heartbeat(),
@@ -667,6 +730,9 @@ class Agent:
         )
 
     async def shutdown(self) -> None:
+        """Stop every pod's processes but leave their status: a restarted agent starts them again."""
+        for runner in self.runners.values():
+            runner.detached = True
         await asyncio.gather(*(r.stop(5) for r in list(self.runners.values())), return_exceptions=True)
         self.proxy.close()
         network.teardown_host()

@@ -118,11 +118,14 @@ def tritonserver_root(state: Path) -> Path:
     return dest
 
 
-def base_environment(base: str, state: Path) -> dict[str, str] | None:
-    """What the base image's own environment provides, or None for a base we cannot provide."""
+TRITON_HOME = "/opt/tritonserver"  # where the upstream image has the server, its backends and libraries
+
+
+def base_image(base: str, state: Path) -> tuple[dict[str, str], list[tuple[str, str]]] | None:
+    """The environment and files a base image provides, or None for a base we cannot provide."""
     name = repository_name(base)
     if name == "python":
-        return {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}"}
+        return {"PATH": f"{VENV_BIN}:{SYSTEM_PATH}"}, []
     if name == "tritonserver":
         root = tritonserver_root(state)
         import pytriton
@@ -131,12 +134,13 @@ def base_environment(base: str, state: Path) -> dict[str, str] | None:
             sysconfig.get_config_var("LIBDIR") or "",
             str(Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"),
         ]
-        return {
-            "PATH": f"{root / 'bin'}:{VENV_BIN}:{SYSTEM_PATH}",
+        env = {
+            "PATH": f"{TRITON_HOME}/bin:{VENV_BIN}:{SYSTEM_PATH}",
             "LD_LIBRARY_PATH": ":".join(libs),
             # The Python backend's stub embeds this interpreter; what images/serving installs is here.
             "PYTHONPATH": ":".join(site.getsitepackages()),
         }
+        return env, [(str(root), TRITON_HOME)]
     return None
 
 
@@ -149,13 +153,14 @@ def resolve(image: str, state: Path) -> LocalImage | None:
     if not dockerfile.is_file():
         return None
     parsed = parse_dockerfile(dockerfile.read_text())
-    env = base_environment(parsed.base, state)
-    if env is None:
+    base = base_image(parsed.base, state)
+    if base is None:
         return None
+    env, binds = base
     for key, value in parsed.env.items():  # ENV PATH=/opt/llmops/bin:$PATH and the like
         env[key] = re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), value)
     context = REPO if name == "operator" else IMAGES
-    binds = [(str(context / src), dest.rstrip("/")) for src, dest in parsed.copies if (context / src).is_dir()]
+    binds += [(str(context / src), dest.rstrip("/")) for src, dest in parsed.copies if (context / src).is_dir()]
     return LocalImage(
         name=name,
         entrypoint=parsed.entrypoint,

@@ -39,6 +39,23 @@ def make_dev(root: Path) -> None:
     mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", str(dev / "shm"))
 
 
+def inside(root: Path, path: str, hops: int = 0) -> Path:
+    """`path` as the container will see it under `root`: symlinks resolved against root, not the host.
+
+    (/var/run is a symlink to /run: mounting at root/var/run/... unresolved would follow it out of root.)
+    """
+    current = root
+    for part in Path(os.path.normpath(path)).parts[1:]:
+        candidate = current / part
+        if candidate.is_symlink() and hops < 40:
+            link = os.readlink(candidate)
+            absolute = link if link.startswith("/") else os.path.join("/", str(current.relative_to(root)), link)
+            current = inside(root, absolute, hops + 1)
+        else:
+            current = candidate
+    return current
+
+
 def bind(source: str, target: Path, read_only: bool) -> None:
     if Path(source).is_dir():
         target.mkdir(parents=True, exist_ok=True)
@@ -62,7 +79,7 @@ def main(spec_path: str) -> None:
         mount("--rbind", f"/{fs}", str(root / fs))
     make_dev(root)
     for m in spec["mounts"]:
-        bind(m["source"], root / m["target"].lstrip("/"), bool(m.get("readOnly")))
+        bind(m["source"], inside(root, m["target"]), bool(m.get("readOnly")))
     os.chroot(root)
     workdir = Path(spec["workdir"] or "/")
     workdir.mkdir(parents=True, exist_ok=True)
