@@ -62,9 +62,41 @@ def apply(objects: list[dict[str, Any]], namespace: str | None = None) -> None:
     kubectl(*args, input=yaml.safe_dump_all(objects))
 
 
+_api: Any = None
+
+
 def get(kind: str, namespace: str, name: str | None = None) -> Any:
-    out = kubectl("get", PLURALS.get(kind, kind), *([name] if name else []), "-n", namespace, "-o", "json", check=False)
-    return json.loads(out) if out else None
+    """One object (None when missing) or a list of them, as JSON; `kind` is ours, or pvc/svc/deploy."""
+    global _api
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    if _api is None:
+        _api = config.new_client_from_config()
+    core, apps, custom = client.CoreV1Api(_api), client.AppsV1Api(_api), client.CustomObjectsApi(_api)
+    calls = {
+        "pvc": (core.read_namespaced_persistent_volume_claim, core.list_namespaced_persistent_volume_claim, ()),
+        "svc": (core.read_namespaced_service, core.list_namespaced_service, ()),
+        "deploy": (apps.read_namespaced_deployment, apps.list_namespaced_deployment, ()),
+    }
+    one, many, prefix = calls.get(kind) or (
+        custom.get_namespaced_custom_object,
+        custom.list_namespaced_custom_object,
+        ("llmops.dev", "v1alpha1"),
+    )
+    plural = () if kind in calls else (PLURALS[kind],)
+    try:
+        if name is None:
+            response = many(*prefix, namespace, *plural, _preload_content=False)
+        elif kind in calls:
+            response = one(name, namespace, _preload_content=False)
+        else:
+            response = one(*prefix, namespace, *plural, name, _preload_content=False)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return json.loads(response.data)
 
 
 # ---- setting the stage -------------------------------------------------------------------------
@@ -93,7 +125,7 @@ def volume_path(namespace: str, claim: str, timeout: float = 60) -> Path:
     while True:
         volume = (get("pvc", namespace, claim) or {}).get("spec", {}).get("volumeName")
         if volume:
-            pv = json.loads(kubectl("get", "pv", volume, "-o", "json"))
+            pv = json.loads(kubectl("get", "pv", volume, "-o", "json"))  # once per claim
             return Path(pv["spec"]["hostPath"]["path"])
         if time.monotonic() > deadline:
             raise RuntimeError(f"claim {namespace}/{claim} not bound after {timeout:.0f}s: is the agent running?")
@@ -105,7 +137,11 @@ def seed(namespace: str, corrupt_labels: bool = False) -> None:
 
     corrupt_labels: the training set's completions are shuffled, so fine-tuning learns nothing useful.
     """
-    models, datasets = volume_path(namespace, "models"), volume_path(namespace, "datasets")
+    write_seed(volume_path(namespace, "models"), volume_path(namespace, "datasets"), corrupt_labels)
+
+
+def write_seed(models: Path, datasets: Path, corrupt_labels: bool = False) -> None:
+    """models/reverse-base (a random-initialised tiny GPT-2) and datasets/reverse/{train,eval,golden}.jsonl."""
     train, held_out = task_cases()
     if not (models / "reverse-base" / "config.json").exists():
         make_tiny_model(models / "reverse-base", train + held_out)
@@ -217,10 +253,13 @@ class Prometheus:
 
 
 class Traffic:
-    """Inference requests at a steady rate to the Rollout's Service, from this host (cluster IP)."""
+    """Inference requests at a steady rate to the Rollout's Service, from this host (cluster IP).
 
-    def __init__(self, namespace: str, service: str, rate: float = 8.0) -> None:
-        self.namespace, self.service, self.period = namespace, service, 1 / rate
+    Like a real client it starts once the stable model serves; from then on every request counts.
+    """
+
+    def __init__(self, namespace: str, service: str, stable: str, rate: float = 8.0) -> None:
+        self.namespace, self.service, self.stable, self.period = namespace, service, stable, 1 / rate
         self.sent = self.failed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -243,8 +282,10 @@ class Traffic:
         url = None
         while not self._stop.wait(self.period):
             if url is None:
+                stable = get("LLMModel", self.namespace, self.stable) or {}
                 svc = get("svc", self.namespace, self.service)
-                if not svc:
+                if not svc or stable.get("status", {}).get("phase") != "Ready":
+                    time.sleep(2)
                     continue
                 url = f"http://{svc['spec']['clusterIP']}:8000/v2/models/llm/infer"
             try:
@@ -264,8 +305,8 @@ def _age(stamp: str | None) -> str:
 def rows(namespace: str) -> list[tuple[str, str, str, str]]:
     """(kind, name, phase, detail) of the pipeline's resources."""
     out = []
-    for kind, plural in PLURALS.items():
-        for obj in (get(plural, namespace) or {}).get("items", []):
+    for kind in PLURALS:
+        for obj in (get(kind, namespace) or {}).get("items", []):
             status, name = obj.get("status", {}), obj["metadata"]["name"]
             detail = ""
             if kind == "LLMModel":
@@ -392,6 +433,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--apiserver", help="prometheus-config: the apiserver URL")
     parser.add_argument("--pki", type=Path, help="prometheus-config: the cluster's certificates")
+    parser.add_argument("--no-traffic", action="store_true", help="watch: traffic comes from elsewhere (kind)")
     args = parser.parse_args()
     if args.command == "prometheus-config":
         print(yaml.safe_dump(prometheus_config(args.apiserver, args.pki), sort_keys=False))
@@ -401,11 +443,12 @@ def main() -> None:
         seed(args.namespace)
         apply(pipeline_objects(), args.namespace)
         return
-    traffic = Traffic(args.namespace, "reverse").start()
+    traffic = None if args.no_traffic else Traffic(args.namespace, "reverse", "reverse-base").start()
     try:
         result, run = watch(args.namespace, lambda: rollout_finished(args.namespace), args.timeout, traffic)
     finally:
-        traffic.stop()
+        if traffic is not None:
+            traffic.stop()
     print(summary(args.namespace, run))
     sys.exit(0 if result in ("Promoted", "Completed") else 1)
 
