@@ -7,6 +7,8 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 # rollout analysis tests scrape real tritonservers with it (tests/support/prometheus.py)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v ip >/dev/null || need+=(iproute2)           # the local node agent's pod network
+command -v nsenter >/dev/null || need+=(util-linux)    # and its containers' namespaces
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 $sudo apt-get update -qq

@@ -26,7 +26,8 @@ pidof_file() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null && cat "$1"; }
 
 up() {
   local started=$SECONDS
-  say "installing the development environment (make dev)"
+  say "installing what is needed (e2e/system-deps.sh, make dev)"
+  "$repo/e2e/system-deps.sh"
   make -C "$repo" --no-print-directory dev >/dev/null
   if docker info >/dev/null 2>&1; then
     say "Docker engine found: the same pipeline on kind (e2e/kind/README.md)"
