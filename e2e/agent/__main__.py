@@ -115,6 +115,7 @@ class PodRunner:
         self.stopping = asyncio.Event()
         self.published: dict[str, Any] | None = None
         self.finished = False
+        self.torn_down = False
         self.detached = False
         """Set when the agent shuts down: what it sees of the processes then is not the pod's fate."""
         self.hosts = self.dir / "hosts"
@@ -122,18 +123,25 @@ class PodRunner:
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
-        try:
-            plans = await self.prepare()
-        except Problem as problem:
-            log.warning("pod %s/%s cannot start: %s", self.namespace, self.name, problem.message)
-            for state in self.states:
-                state.waiting = (problem.reason, problem.message)
-            await self.publish()
-            await self.stopping.wait()
-            return
-        except Exception:
-            log.exception("pod %s/%s: preparing failed", self.namespace, self.name)
-            raise
+        while True:  # a claim not bound yet is retried; an image we cannot provide is not
+            try:
+                plans = await self.prepare()
+                break
+            except Problem as problem:
+                log.warning("pod %s/%s cannot start: %s", self.namespace, self.name, problem.message)
+                for state in self.states:
+                    state.waiting = (problem.reason, problem.message)
+                await self.publish()
+                if problem.reason == "ErrImagePull":
+                    await self.stopping.wait()
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), 3)
+                if self.stopping.is_set():
+                    return
+            except Exception:
+                log.exception("pod %s/%s: preparing failed", self.namespace, self.name)
+                raise
         await asyncio.gather(*(self.run_container(i, plan) for i, plan in enumerate(plans)))
         self.finished = True
         await self.publish(final=True)
@@ -156,6 +164,10 @@ class PodRunner:
             self.task.cancel()
 
     def teardown(self) -> None:
+        """Once: the address may go to another pod right after."""
+        if self.torn_down:
+            return
+        self.torn_down = True
         network.delete_pod_network(self.uid)
         self.agent.addresses.release(self.address)
         shutil.rmtree(self.dir / "volumes", ignore_errors=True)
@@ -521,8 +533,9 @@ class Agent:
             "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
             "nodeInfo": {
                 "architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "llmops-local-agent",
-                "kubeProxyVersion": "", "containerRuntimeVersion": "local://sandbox", "kernelVersion": os.uname().release,
-                "osImage": "local processes", "machineID": "", "systemUUID": "", "bootID": "",
+                "kubeProxyVersion": "", "containerRuntimeVersion": "local://sandbox",
+                "kernelVersion": os.uname().release, "osImage": "local processes",
+                "machineID": "", "systemUUID": "", "bootID": "",
             },
         }  # fmt: skip
 
