@@ -34,7 +34,7 @@ crds-check: dev ## fail when crds/ or the chart's copy is stale
 	$(PY) -m llmops.api.crdgen --out crds --out $(CHART)/crds --check
 
 lint: dev ## ruff + mypy on operator/
-	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff check operator tests e2e
 	$(VENV)/bin/ruff format --check operator
 	MYPYPATH=operator $(VENV)/bin/mypy -p llmops
 
