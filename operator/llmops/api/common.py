@@ -17,16 +17,34 @@ API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "llmops"
 
 # Kubernetes object names (RFC 1123 subdomain) and label-value-like tokens.
-DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = f"{_LABEL}(\\.{_LABEL})*"
+DNS_NAME = f"^{_SUBDOMAIN}$"
+DNS_1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""What a Service may be named: starts with a letter, no dots."""
+# A non-negative resource quantity as the apiserver parses it ("500m", "16Gi", "1e3"); a looser
+# pattern let "..." through, which the apiserver then fails to decode in the workload's Pod.
+QUANTITY = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
 DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
-URI = r"^(hf|s3|gs|pvc|file|https?)://.+$"
+# A pvc:// URI names a claim, which must be a valid PVC name: it is mounted into the workloads.
+URI = f"^((hf|s3|gs|file|https?)://.+|pvc://{_SUBDOMAIN}(/.*)?)$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUALIFIED_NAME = f"^({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
+"""A label key or taint key: an optional DNS-subdomain prefix and a name of at most 63 characters."""
+IMAGE = r"^\S+$"
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_NAME)]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
 Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
 Uri = Annotated[str, Field(pattern=URI, max_length=2048)]
 """A model or data location: hf://org/name, s3://bucket/key, pvc://claim/path, file:///path."""
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+LabelKey = Annotated[str, Field(max_length=317, pattern=QUALIFIED_NAME)]
+Image = Annotated[str, Field(min_length=1, max_length=512, pattern=IMAGE)]
+"""A container image reference: no whitespace."""
 
 
 def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
@@ -110,11 +128,21 @@ class ModelReference(ApiModel):
 class Toleration(ApiModel):
     """A toleration, as on a Pod."""
 
-    key: str | None = Field(default=None, max_length=317)
+    # The Pod's own rules, so that a toleration the CRD accepts is one the Pod accepts.
+    model_config = validations(
+        cel("(has(self.key) && self.key != '') || self.operator == 'Exists'",
+            "a toleration without a key needs operator Exists", ".operator"),
+        cel("self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            "value must be empty with operator Exists", ".value"),
+        cel("!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            "tolerationSeconds needs effect NoExecute", ".tolerationSeconds"),
+    )  # fmt: skip
+
+    key: str | None = Field(default=None, max_length=317, pattern=f"^$|{QUALIFIED_NAME}")
     """The taint key to tolerate; empty with operator Exists tolerates every taint."""
     operator: Literal["Exists", "Equal"] = "Equal"
     """Exists matches any value of the key; Equal matches only `value`."""
-    value: str | None = Field(default=None, max_length=63)
+    value: LabelValue | None = None
     """The taint value to match (operator Equal)."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """The taint effect to match; empty matches every effect."""
@@ -125,13 +153,13 @@ class Toleration(ApiModel):
 class Scheduling(ApiModel):
     """Where the pods may run."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
     """Node labels the pods require, e.g. nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     """Tolerations added to the pods (GPU nodes are often tainted)."""
     priority_class_name: ObjectName | None = None
     """PriorityClass of the pods."""
-    queue_name: ObjectName | None = None
+    queue_name: ObjectName | None = Field(default=None, max_length=63)
     """Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label so Kueue admits the workload."""
 
 
@@ -144,7 +172,7 @@ class GPUResources(ApiModel):
 
     gpus: int = Field(default=1, ge=0, le=16)
     """nvidia.com/gpu per pod; 0 runs on CPU."""
-    gpu_type: str | None = Field(default=None, max_length=63)
+    gpu_type: LabelValue | None = None
     """GPU product required (matched against the node label nvidia.com/gpu.product)."""
     cpu: Quantity | None = None
     """CPU request and limit, e.g. "4"."""
@@ -175,6 +203,8 @@ class CrdInfo(ApiModel):
     plural: str
     short_names: list[str]
     columns: list[PrinterColumn]
+    names_services: bool = False
+    """Its name names a Service (so it must be a DNS-1035 label)."""
 
 
 class Resource(ApiModel):

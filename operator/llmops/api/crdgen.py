@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from . import CATEGORY, GROUP, KINDS, VERSION
-from .common import Resource
+from .common import DNS_1035_LABEL, Resource
 
 Schema = dict[str, Any]
 
@@ -53,6 +53,8 @@ def structural(node: Any, defs: Schema) -> Any:
             raise ValueError(f"unions are not structural: {variants}")
         node.pop("default", None)  # a None default means "absent"
         return structural(_merge(node, variants[0]), defs)
+    if "patternProperties" in node:
+        node = _keys_by_cel(node)
     out: Schema = {}
     for key, value in node.items():
         if key in _DROPPED and not (key == "additionalProperties" and isinstance(value, dict)):
@@ -70,6 +72,45 @@ def structural(node: Any, defs: Schema) -> Any:
     if out.get("required") == []:
         del out["required"]
     return out
+
+
+def cel_string(text: str) -> str:
+    """A CEL string literal: raw, so a regular expression's backslashes stay as they are."""
+    if "'" in text:
+        raise ValueError(f"no quote allowed in {text!r}")
+    return f"r'{text}'"
+
+
+def _keys_by_cel(node: Schema) -> Schema:
+    """dict[Key, Value]: pydantic's patternProperties and propertyNames become additionalProperties
+    and a CEL rule on the keys (a structural schema has neither)."""
+    node = dict(node)
+    [(pattern, values)] = node.pop("patternProperties").items()
+    longest = node.pop("propertyNames", {}).get("maxLength")
+    checks = [f"k.matches({cel_string(pattern)})"]
+    if longest is not None:
+        checks.insert(0, f"size(k) <= {longest}")
+    node["additionalProperties"] = values
+    rule = {
+        "rule": f"self.all(k, {' && '.join(checks)})",
+        "message": f"every key must match {pattern}" + (f" and be at most {longest} characters" if longest else ""),
+    }
+    node["x-kubernetes-validations"] = [*node.get("x-kubernetes-validations", []), rule]
+    return node
+
+
+NAME_RULES = [
+    {
+        "rule": "size(self.metadata.name) <= 63",
+        "message": "metadata.name must be at most 63 characters: it is a label value on every child",
+    }
+]
+SERVICE_NAME_RULES = [
+    {
+        "rule": f"self.metadata.name.matches({cel_string(DNS_1035_LABEL)})",
+        "message": "metadata.name must start with a letter and have no dots: it names a Service",
+    }
+]
 
 
 def _object_defaults(model: type[BaseModel], schema: Schema) -> None:
@@ -128,6 +169,7 @@ def crd(kind: type[Resource]) -> Schema:
             "spec": {"description": spec_doc, **model_schema(spec_model)},
             "status": {"description": status_doc, **model_schema(status_model)},
         },
+        "x-kubernetes-validations": NAME_RULES + (SERVICE_NAME_RULES if info.names_services else []),
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -11,6 +11,7 @@ from .common import (
     ApiModel,
     Conditions,
     CrdInfo,
+    Image,
     ObjectName,
     Resource,
     Uri,
@@ -121,7 +122,7 @@ class EvalSuiteSpec(ApiModel):
     """A run still going after this long ends with phase Error."""
     run_nonce: str | None = Field(default=None, max_length=63)
     """Change to re-run every target even when its digest was already judged."""
-    image: str | None = Field(default=None, max_length=512)
+    image: Image | None = None
     """Evaluator image; defaults to the operator's configured evaluator image."""
 
 

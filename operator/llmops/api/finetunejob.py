@@ -12,6 +12,7 @@ from .common import (
     Conditions,
     CrdInfo,
     GPUResources,
+    Image,
     ObjectName,
     Resource,
     Scheduling,
@@ -98,8 +99,16 @@ class OutputModel(ApiModel):
 
 
 class FineTuneJobSpec(ApiModel):
+    # The training Job is created once and a Job's pod template cannot change, so an edit of
+    # what it was built from would be silently ignored: the training inputs are immutable.
+    # lora is optional, so its rule sits here, where adding or removing it is seen too.
     model_config = validations(
         cel("!has(self.lora) || self.method == 'LoRA'", "lora is only allowed with method LoRA", ".lora"),
+        cel(
+            "has(self.lora) == has(oldSelf.lora) && (!has(self.lora) || self.lora == oldSelf.lora)",
+            "lora is immutable",
+            ".lora",
+        ),
     )
 
     base_model: BaseModelSource = Field(json_schema_extra=immutable("baseModel is immutable"))
@@ -110,16 +119,18 @@ class FineTuneJobSpec(ApiModel):
     hyperparameters: Hyperparameters = Field(
         default_factory=Hyperparameters, json_schema_extra=immutable("hyperparameters are immutable")
     )
-    resources: GPUResources = Field(default_factory=GPUResources)
+    resources: GPUResources = Field(
+        default_factory=GPUResources, json_schema_extra=immutable("resources are immutable")
+    )
     """Compute per worker."""
     workers: int = Field(default=1, ge=1, le=256, json_schema_extra=immutable("workers is immutable"))
     """Data-parallel workers (an indexed Job with torchrun rendezvous when > 1)."""
     scheduling: Scheduling = Field(default_factory=Scheduling)
-    checkpointing: Checkpointing
+    checkpointing: Checkpointing = Field(json_schema_extra=immutable("checkpointing is immutable"))
     output: OutputModel
     backoff_limit: int = Field(default=3, ge=0, le=100)
     """Failed pods tolerated before the job fails; evictions and lost nodes do not count."""
-    image: str | None = Field(default=None, max_length=512)
+    image: Image | None = None
     """Trainer image; defaults to the operator's configured trainer image."""
     suspend: bool = False
     """Stop the training pods (keeping checkpoints); unset to resume."""
@@ -181,6 +192,7 @@ class FineTuneJob(Resource):
         kind="FineTuneJob",
         plural="finetunejobs",
         short_names=["ftj"],
+        names_services=True,
         columns=[
             column("Phase", ".status.phase"),
             column("Method", ".spec.method"),

@@ -12,6 +12,7 @@ from .common import (
     Conditions,
     CrdInfo,
     GPUResources,
+    Image,
     ModelReference,
     ObjectName,
     Resource,
@@ -96,7 +97,7 @@ class BuildSpec(ApiModel):
     """Where the model repository goes; by default a PVC named <model>-repository."""
     quality_gate: QualityGate | None = None
     """Refuse a build whose quantization loses more than allowed on an EvalSuite."""
-    image: str | None = Field(default=None, max_length=512)
+    image: Image | None = None
     """Builder image; defaults to the operator's configured builder image."""
 
 
@@ -153,7 +154,7 @@ class ServingSpec(ApiModel):
         ),
     )
 
-    image: str = Field(default=DEFAULT_SERVING_IMAGE, max_length=512)
+    image: Image = DEFAULT_SERVING_IMAGE
     """Triton Inference Server image; it must provide what the generation model imports (images/serving)."""
     replicas: int = Field(default=1, ge=0, le=1000)
     """Serving pods (ignored when autoscaling is set)."""
@@ -275,6 +276,7 @@ class LLMModel(Resource):
         kind="LLMModel",
         plural="llmmodels",
         short_names=["llm"],
+        names_services=True,
         columns=[
             column("Phase", ".status.phase"),
             column("Quantization", ".spec.build.quantization"),

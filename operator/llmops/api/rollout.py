@@ -8,6 +8,7 @@ from pydantic import Field
 
 from .common import (
     AGE,
+    DNS_1035_LABEL,
     ApiModel,
     Conditions,
     CrdInfo,
@@ -145,7 +146,7 @@ class RolloutSpec(ApiModel):
     steps: list[RolloutStep] = Field(min_length=1, max_length=64)
     """Run in order; after the last step the candidate is promoted."""
     traffic_routing: TrafficRouting = Field(default_factory=TrafficRouting)
-    service: ObjectName | None = None
+    service: str | None = Field(default=None, max_length=63, pattern=DNS_1035_LABEL)
     """The Service clients call; defaults to the Rollout's name."""
     prometheus: str | None = Field(default=None, max_length=2048, pattern=r"^https?://.+$")
     """Prometheus for analysis steps; defaults to the operator's configured address."""
@@ -260,6 +261,7 @@ class Rollout(Resource):
         kind="Rollout",
         plural="rollouts",
         short_names=["llmro"],
+        names_services=True,
         columns=[
             column("Phase", ".status.phase"),
             column("Stable", ".spec.stable.name"),
