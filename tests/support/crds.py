@@ -76,9 +76,14 @@ K8S_FUNCTIONS = {"isSorted": _is_sorted}
 _ABSENT = object()
 
 
+@cache
+def _program(rule: str) -> Any:
+    env = celpy.Environment()
+    return env.program(env.compile(rule), functions=K8S_FUNCTIONS)
+
+
 def _cel_errors(schema: dict[str, Any], value: Any, old: Any, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    env = celpy.Environment()
     for rule in schema.get("x-kubernetes-validations", []):
         transition = "oldSelf" in rule["rule"]
         if transition and old is _ABSENT:
@@ -86,8 +91,7 @@ def _cel_errors(schema: dict[str, Any], value: Any, old: Any, path: str) -> list
         activation = {"self": celpy.json_to_cel(value)}
         if transition:
             activation["oldSelf"] = celpy.json_to_cel(old)
-        program = env.program(env.compile(rule["rule"]), functions=K8S_FUNCTIONS)
-        if not program.evaluate(activation):
+        if not _program(rule["rule"]).evaluate(activation):
             errors.append(FieldError(path + rule.get("fieldPath", ""), rule["message"], cross_field=True))
     if isinstance(value, dict):
         for name, prop in schema.get("properties", {}).items():

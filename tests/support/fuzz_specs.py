@@ -29,6 +29,7 @@ import pydantic
 from hypothesis import strategies as st
 
 from llmops.api import API_VERSION, KINDS
+from llmops.api.common import DNS_NAME
 from tests.support.crds import FieldError, apply_defaults, schemas, validate
 
 Schema = dict[str, Any]
@@ -64,6 +65,7 @@ def join(path: Path) -> str:
 # ---- CEL rules: how to satisfy each one, and how to break it -----------------------------
 
 EXACTLY_ONE = re.compile(r"^\[((?:has\(self\.\w+\)(?:, )?)+)\]\.filter\(x, x\)\.size\(\) == 1$")
+MAP_KEYS = re.compile(r"^self\.all\(k, (?:size\(k\) <= (\d+) && )?k\.matches\(r'(.*)'\)\)$")
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,25 @@ def _exactly_one(fields: list[str]) -> CelRule:
             for f in fields[:2]:
                 if f not in obj:
                     obj[f] = draw(valid_value(schema["properties"][f]))
+        return True
+
+    return CelRule(repair, break_)
+
+
+def _map_keys(longest: int, pattern: str) -> CelRule:
+    """Keys of a map (dict[Key, Value]) that must match a pattern: bad keys are replaced."""
+    matches = re.compile(pattern.replace("$", "\\Z")).search
+
+    def good(key: str) -> bool:
+        return len(key) <= longest and bool(matches(key))
+
+    def repair(obj: dict[str, Any], schema: Schema, draw: Draw) -> None:
+        for key in [k for k in obj if not good(k)]:
+            value = obj.pop(key)
+            obj[draw(st.from_regex(pattern, fullmatch=True).filter(good))] = value
+
+    def break_(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
+        obj[draw(st.sampled_from(["has space", "-dash", "a" * 64, "UPPER/x", "a/b/c", ""]))] = "v"
         return True
 
     return CelRule(repair, break_)
@@ -251,6 +272,38 @@ def _weights_break(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
     return True
 
 
+def _keyless_repair(obj: dict[str, Any], schema: Schema, draw: Draw) -> None:
+    if not obj.get("key") and _get(obj, "operator", schema) != "Exists":
+        obj["operator"] = "Exists"
+
+
+def _keyless_break(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
+    obj.pop("key", None)
+    obj["operator"] = "Equal"
+    return True
+
+
+def _exists_value_repair(obj: dict[str, Any], schema: Schema, draw: Draw) -> None:
+    if _get(obj, "operator", schema) == "Exists":
+        obj.pop("value", None)
+
+
+def _exists_value_break(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
+    obj["operator"], obj["value"] = "Exists", "v"
+    return True
+
+
+def _toleration_seconds_repair(obj: dict[str, Any], schema: Schema, draw: Draw) -> None:
+    if "tolerationSeconds" in obj:
+        obj["effect"] = "NoExecute"
+
+
+def _toleration_seconds_break(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
+    obj["tolerationSeconds"] = draw(st.integers(0, 3600))
+    obj["effect"] = draw(st.sampled_from(["NoSchedule", "PreferNoSchedule"]))
+    return True
+
+
 def _regex_pattern(schema: Schema, draw: Draw) -> str:
     return str(draw(st.sampled_from(["^ ?[a-z]+$", "cba", r"\d+", "(?i)yes|no"])))
 
@@ -277,6 +330,13 @@ CEL_RULES: dict[str, CelRule] = {
     "has(self.template) || has(self.comparison)": CelRule(_comparison_repair, _comparison_break),
     "!(has(self.httpRoute) && has(self.replicaRatio))": CelRule(_at_most_one_repair, _at_most_one_break),
     "self.stable.name != self.candidate.name": CelRule(_candidate_repair, _candidate_break),
+    "(has(self.key) && self.key != '') || self.operator == 'Exists'": CelRule(_keyless_repair, _keyless_break),
+    "self.operator != 'Exists' || !has(self.value) || self.value == ''": CelRule(
+        _exists_value_repair, _exists_value_break
+    ),
+    "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')": CelRule(
+        _toleration_seconds_repair, _toleration_seconds_break
+    ),
     "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()": CelRule(_weights_repair, _weights_break),
 }
 
@@ -290,6 +350,9 @@ def cel_rule(rule: str) -> CelRule:
     found = EXACTLY_ONE.match(rule)
     if found:
         return _exactly_one(re.findall(r"has\(self\.(\w+)\)", found.group(1)))
+    keys = MAP_KEYS.match(rule)
+    if keys:
+        return _map_keys(int(keys.group(1) or 1 << 20), keys.group(2))
     return CEL_RULES[rule]
 
 
@@ -370,8 +433,7 @@ def _valid_value(schema: Schema) -> st.SearchStrategy[Any]:
     kind = schema.get("type")
     if kind == "object":
         if "properties" not in schema:
-            values = valid_value(schema.get("additionalProperties", {"type": "string"}))
-            return st.dictionaries(_strings({"maxLength": 63, "minLength": 1}), values, max_size=3)
+            return _maps(schema)
         return _objects(schema)
     if kind == "array":
         keys = schema.get("x-kubernetes-list-map-keys")
@@ -388,6 +450,20 @@ def _valid_value(schema: Schema) -> st.SearchStrategy[Any]:
     if kind == "string":
         return _strings(schema)
     raise ValueError(f"no strategy for schema {schema}")
+
+
+def _maps(schema: Schema) -> st.SearchStrategy[dict[str, Any]]:
+    """A dict[Key, Value]: free keys, then made to satisfy the map's rules (its key pattern)."""
+    values = valid_value(schema.get("additionalProperties", {"type": "string"}))
+
+    @st.composite
+    def draw_map(draw: Draw) -> dict[str, Any]:
+        obj = draw(st.dictionaries(_strings({"maxLength": 63, "minLength": 1}), values, max_size=3))
+        for rule in rules_of(schema):
+            cel_rule(rule).repair(obj, schema, draw)
+        return obj
+
+    return draw_map()
 
 
 def _objects(schema: Schema) -> st.SearchStrategy[dict[str, Any]]:
@@ -542,6 +618,12 @@ def mutated(draw: Draw, spec: dict[str, Any], kind: str) -> tuple[dict[str, Any]
     return root.get("spec"), f"{name}@{join(path)}"
 
 
+BAD_NAMES = ["model.v2", "A", "a" * 64, "1abc", "-a", "a_b", "x" * 254, "ab-"]
+"""Names the apiserver refuses for every object, or our CRDs for theirs (too long to label a
+child, no Service name)."""
+BAD_NAME_ONE_IN = 20
+
+
 @dataclass(frozen=True)
 class FuzzedSpec:
     kind: str
@@ -560,7 +642,11 @@ def fuzzed_specs(kind: str, name: str = "fuzz") -> st.SearchStrategy[FuzzedSpec]
         for _ in range(count):
             spec, label = draw(mutated(copy.deepcopy(spec), kind))
             labels.append(label)
-        obj: dict[str, Any] = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}}
+        object_name = name
+        if draw(st.integers(1, BAD_NAME_ONE_IN)) == BAD_NAME_ONE_IN:  # not 1: hypothesis favours the low end
+            object_name = draw(st.sampled_from(BAD_NAMES))
+            labels.append("bad-name@metadata.name")
+        obj: dict[str, Any] = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": object_name}}
         if spec is not None:
             obj["spec"] = spec
         return FuzzedSpec(kind, obj, tuple(labels))
@@ -620,11 +706,19 @@ def out_of_int64(value: Any, path: Path = ()) -> list[FieldError]:
 
 def expected_errors(obj: dict[str, Any]) -> list[FieldError]:
     """What the apiserver must refuse this object for (empty: it must accept it)."""
-    # metadata is the apiserver's own (ObjectMeta); only the spec is fuzzed
+    # metadata is the apiserver's own (ObjectMeta): only the spec has unknown fields to find
     decoder = unknown_fields(obj.get("spec"), spec_schema(obj["kind"]), ("spec",)) + out_of_int64(obj)
     if decoder:
         return decoder
-    return validate(without_nulls(obj))
+    return object_name_errors(obj) + validate(without_nulls(obj))
+
+
+def object_name_errors(obj: dict[str, Any]) -> list[FieldError]:
+    """The apiserver's own rule for every object's name: a DNS subdomain of at most 253 characters."""
+    name = obj["metadata"]["name"]
+    if len(name) <= 253 and re.fullmatch(DNS_NAME, name):
+        return []
+    return [FieldError("metadata.name", "a lowercase RFC 1123 subdomain")]
 
 
 def expected_stored(obj: dict[str, Any]) -> dict[str, Any]:
@@ -649,7 +743,8 @@ def names_a_path(message: str, errors: list[FieldError]) -> bool:
     The apiserver may name a list item where the oracle names the list (`spec.metrics[1]` for a
     duplicate key in `spec.metrics`), so a path is named when it is part of the message.
     """
-    return any(error.path in message for error in errors)
+    # a rule on the whole object (on metadata.name) has no path of its own: its message tells
+    return any((error.path or error.message) in message for error in errors)
 
 
 # ---- what a run fuzzed -------------------------------------------------------------------------
