@@ -37,6 +37,10 @@ QUALIFIED_NAME = f"^({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9
 IMAGE = r"^\S+$"
 
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_NAME)]
+ServiceObjectName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_1035_LABEL)]
+"""The name of an LLMModel, FineTuneJob or Rollout: each names a Service, and labels its children."""
+LabelObjectName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_NAME)]
+"""The name of an EvalSuite: it labels its children."""
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
 Duration = Annotated[str, Field(pattern=DURATION, max_length=32)]
 Uri = Annotated[str, Field(pattern=URI, max_length=2048)]
@@ -121,7 +125,7 @@ Conditions = Annotated[
 class ModelReference(ApiModel):
     """A reference to an LLMModel in the same namespace."""
 
-    name: ObjectName
+    name: ServiceObjectName
     """Name of the LLMModel."""
 
 

@@ -12,8 +12,8 @@ from .common import (
     Conditions,
     CrdInfo,
     Image,
-    ObjectName,
     Resource,
+    ServiceObjectName,
     Uri,
     cel,
     column,
@@ -52,7 +52,7 @@ class JudgeSpec(ApiModel):
 
     model_config = validations(cel(exactly_one("model", "endpoint"), "exactly one of model or endpoint must be set"))
 
-    model: ObjectName | None = None
+    model: ServiceObjectName | None = None
     """An LLMModel in the same namespace."""
     endpoint: str | None = Field(default=None, max_length=2048, pattern=r"^(https?|grpc)://.+$")
     """A Triton endpoint of the judge model (http://, https:// or grpc://)."""
@@ -84,7 +84,7 @@ class EvalMetric(ApiModel):
 class Baseline(ApiModel):
     """Compare against another model's run of this suite."""
 
-    model: ObjectName
+    model: ServiceObjectName
     """The LLMModel whose latest run for its current digest is the comparison."""
     max_regression: float = Field(default=0.0, ge=0, le=1)
     """A score metric fails when it is more than this below the baseline's value."""
@@ -95,7 +95,7 @@ class EvalTarget(ApiModel):
 
     model_config = validations(cel(exactly_one("model", "endpoint"), "exactly one of model or endpoint must be set"))
 
-    model: ObjectName | None = None
+    model: ServiceObjectName | None = None
     """An LLMModel in the same namespace, evaluated at its served endpoint."""
     endpoint: str | None = Field(default=None, max_length=2048, pattern=r"^(https?|grpc)://.+$")
     """A Triton endpoint evaluated as it is (http://, https:// or grpc://)."""

@@ -16,6 +16,7 @@ from .common import (
     ObjectName,
     Resource,
     Scheduling,
+    ServiceObjectName,
     Uri,
     cel,
     column,
@@ -33,7 +34,7 @@ class BaseModelSource(ApiModel):
 
     model_config = validations(cel(exactly_one("model", "uri"), "exactly one of model or uri must be set"))
 
-    model: ObjectName | None = None
+    model: ServiceObjectName | None = None
     """An LLMModel in the same namespace; its source weights are fine-tuned."""
     uri: Uri | None = None
     """hf://, s3://, pvc:// or file:// location of a saved causal LM."""
@@ -90,7 +91,7 @@ class Checkpointing(ApiModel):
 class OutputModel(ApiModel):
     """The LLMModel created (or updated) from the fine-tuned weights."""
 
-    name: ObjectName
+    name: ServiceObjectName
     """Name of the LLMModel to create or update with the fine-tuned weights."""
     build: BuildSpec | None = None
     """Build settings of the output model; the operator's defaults when unset."""

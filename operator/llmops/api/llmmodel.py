@@ -13,10 +13,12 @@ from .common import (
     CrdInfo,
     GPUResources,
     Image,
+    LabelObjectName,
     ModelReference,
     ObjectName,
     Resource,
     Scheduling,
+    ServiceObjectName,
     Uri,
     cel,
     column,
@@ -32,7 +34,7 @@ DEFAULT_SERVING_IMAGE = "ghcr.io/llmops-dev/serving:0.1.0"
 class FineTuneJobReference(ApiModel):
     """A FineTuneJob in the same namespace whose output is the model."""
 
-    name: ObjectName
+    name: ServiceObjectName
     """Name of the FineTuneJob in the same namespace."""
 
 
@@ -63,7 +65,7 @@ class CalibrationDataset(ApiModel):
 class QualityGate(ApiModel):
     """Refuse a quantized build that scores too far below the unquantized model."""
 
-    eval_suite: ObjectName
+    eval_suite: LabelObjectName
     """EvalSuite run against both the quantized and the unquantized build."""
     max_score_drop: float = Field(default=0.02, ge=0, le=1)
     """Largest allowed drop of any score metric (absolute, 0..1)."""

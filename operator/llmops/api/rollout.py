@@ -13,6 +13,7 @@ from .common import (
     Conditions,
     CrdInfo,
     Duration,
+    LabelObjectName,
     ModelReference,
     ObjectName,
     Resource,
@@ -75,7 +76,7 @@ class PauseStep(ApiModel):
 class EvalGateStep(ApiModel):
     """Run an EvalSuite against the candidate at its current weight; roll back when it fails."""
 
-    eval_suite: ObjectName
+    eval_suite: LabelObjectName
     """The EvalSuite, in the same namespace, to run against the candidate."""
 
 
