@@ -6,7 +6,7 @@ base LLMModel → FineTuneJob → fine-tuned LLMModel (int8) → EvalSuite → R
 an eval gate → promoted. The pods run on the local node agent (e2e/agent): the namespace pins
 them there; the claims use the agent's StorageClass. The base model and the datasets are copied
 onto their volumes first (a random-initialised tiny GPT-2 and a string-reversal task, since
-nothing can be downloaded), Prometheus discovers the serving pods through the apiserver, and a
+nothing can be downloaded), Prometheus scrapes the serving pods the agent lists, and a
 small client sends inference traffic to the Rollout's Service while it canaries.
 
 The end-to-end tests (tests/cluster/e2e) drive the same functions.
@@ -172,35 +172,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prometheus_config(apiserver: str, pki: Path) -> dict[str, Any]:
-    """Pods annotated prometheus.io/scrape, found through the apiserver; pod labels become series labels."""
-    tls = {"ca_file": str(pki / "ca.crt"), "cert_file": str(pki / "admin.crt"), "key_file": str(pki / "admin.key")}
+def prometheus_config(targets_file: Path) -> dict[str, Any]:
+    """Scrape the pods the local node agent lists (annotated prometheus.io/scrape).
+
+    The agent writes the targets with the labels Kubernetes service discovery plus a labelmap of
+    pod labels would give (namespace, pod, llmops_dev_llmmodel, ...): Debian's Prometheus is
+    built without Kubernetes service discovery.
+    """
     return {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "scrape_configs": [
             {
                 "job_name": "kubernetes-pods",
-                "kubernetes_sd_configs": [{"role": "pod", "api_server": apiserver, "tls_config": tls}],
-                "relabel_configs": [
-                    {
-                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                        "regex": "true",
-                        "action": "keep",
-                    },
-                    {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
-                    {
-                        "source_labels": [
-                            "__meta_kubernetes_pod_ip",
-                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
-                        ],
-                        "regex": "(.+);(.+)",
-                        "replacement": "$1:$2",
-                        "target_label": "__address__",
-                    },
-                    {"regex": "__meta_kubernetes_pod_label_(.+)", "action": "labelmap"},
-                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-                ],
+                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "5s"}],
             }
         ],
     }
@@ -208,10 +192,9 @@ def prometheus_config(apiserver: str, pki: Path) -> dict[str, Any]:
 
 @dataclass
 class Prometheus:
-    """Debian's prometheus (e2e/system-deps.sh) scraping the cluster's pods; stop() removes its data."""
+    """Debian's prometheus (e2e/system-deps.sh) scraping the agent's pods; stop() removes its data."""
 
-    apiserver: str
-    pki: Path
+    targets_file: Path
     port: int = field(default_factory=free_port)
     dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmops-prometheus-")))
     process: subprocess.Popen[bytes] | None = None
@@ -225,7 +208,7 @@ class Prometheus:
         if binary is None:
             raise RuntimeError("prometheus is not installed: run e2e/system-deps.sh")
         config = self.dir / "prometheus.yml"
-        config.write_text(json.dumps(prometheus_config(self.apiserver, self.pki)))
+        config.write_text(json.dumps(prometheus_config(self.targets_file)))
         with (self.dir / "prometheus.log").open("wb") as log:
             self.process = subprocess.Popen(
                 [binary, f"--config.file={config}", f"--storage.tsdb.path={self.dir / 'data'}",
@@ -431,12 +414,11 @@ def main() -> None:
     parser.add_argument("command", choices=["prepare", "watch", "prometheus-config"])
     parser.add_argument("--namespace", default="llmops-demo")
     parser.add_argument("--timeout", type=float, default=1200)
-    parser.add_argument("--apiserver", help="prometheus-config: the apiserver URL")
-    parser.add_argument("--pki", type=Path, help="prometheus-config: the cluster's certificates")
+    parser.add_argument("--targets", type=Path, help="prometheus-config: the agent's scrape-targets.json")
     parser.add_argument("--no-traffic", action="store_true", help="watch: traffic comes from elsewhere (kind)")
     args = parser.parse_args()
     if args.command == "prometheus-config":
-        print(yaml.safe_dump(prometheus_config(args.apiserver, args.pki), sort_keys=False))
+        print(yaml.safe_dump(prometheus_config(args.targets), sort_keys=False))
         return
     if args.command == "prepare":
         prepare_namespace(args.namespace)

@@ -46,10 +46,10 @@ up() {
   kubectl wait --for=condition=Ready node/llmops-local --timeout=60s >/dev/null
 
   if ! prometheus_pid >/dev/null; then
-    say "starting Prometheus on $prometheus_address (pods found through the apiserver)"
+    say "starting Prometheus on $prometheus_address (scraping the pods the agent lists)"
     mkdir -p "$state/prometheus"
-    "$py" "$repo/e2e/pipeline.py" prometheus-config --apiserver "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')" \
-      --pki "$state/pki" >"$state/prometheus/prometheus.yml"
+    "$py" "$repo/e2e/pipeline.py" prometheus-config --targets "$state/agent/scrape-targets.json" \
+      >"$state/prometheus/prometheus.yml"
     nohup prometheus --config.file="$state/prometheus/prometheus.yml" --storage.tsdb.path="$state/prometheus/data" \
       --web.listen-address="$prometheus_address" --log.level=warn >>"$state/prometheus.log" 2>&1 &
     echo $! >"$state/prometheus.pid"

@@ -16,7 +16,8 @@ that ask for it land here — see e2e/agent/README.md), and for every pod bound 
   the pod.
 
 It also keeps the node's Lease and Ready condition fresh, provisions hostPath volumes for claims
-of the StorageClass `llmops-local`, and serves Services' cluster IPs (network.py). Processes run
+of the StorageClass `llmops-local`, serves Services' cluster IPs (network.py), and lists the
+pods to scrape for Prometheus (<state>/scrape-targets.json, file_sd). Processes run
 as root on the CPU: securityContext users and GPU devices are not enforced here.
 """
 
@@ -29,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -646,6 +648,27 @@ class Agent:
         for runner in self.runners.values():
             if runner.address:
                 runner.write_hosts(self.hosts_for(runner.name, runner.address, runner.namespace))
+        self.write_scrape_targets()
+
+    def write_scrape_targets(self) -> None:
+        """Prometheus file_sd targets: running pods here annotated prometheus.io/scrape, with the
+        labels Kubernetes service discovery would give them (namespace, pod, pod labels sanitized)."""
+        groups = []
+        for runner in self.runners.values():
+            meta = runner.pod["metadata"]
+            annotations = meta.get("annotations", {})
+            if annotations.get("prometheus.io/scrape") != "true" or runner.finished or not runner.address:
+                continue
+            labels = {re.sub(r"[^a-zA-Z0-9_]", "_", k): v for k, v in meta.get("labels", {}).items()}
+            target = f"{runner.address}:{annotations.get('prometheus.io/port', '80')}"
+            groups.append(
+                {"targets": [target], "labels": {**labels, "namespace": runner.namespace, "pod": runner.name}}
+            )
+        path = self.state / "scrape-targets.json"
+        content = json.dumps(sorted(groups, key=lambda g: g["targets"]), indent=1)
+        if not path.exists() or path.read_text() != content:
+            (self.state / "scrape-targets.json.tmp").write_text(content)
+            (self.state / "scrape-targets.json.tmp").rename(path)
 
     async def provision(self) -> None:
         """hostPath volumes for unbound claims of our StorageClass; delete them when released."""

@@ -70,13 +70,9 @@ def agent(cluster: Any) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def prometheus(cluster: Any) -> Iterator[pipeline.Prometheus]:
-    server = pipeline.Prometheus(_apiserver(cluster), STATE / "pki").start()
+    server = pipeline.Prometheus(STATE / "agent" / "scrape-targets.json").start()
     yield server
     server.stop()
-
-
-def _apiserver(cluster: Any) -> str:
-    return cluster.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
 
 
 @pytest.fixture(scope="module")
