@@ -248,7 +248,8 @@ def _at_most_one_break(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
 
 def _candidate_repair(obj: dict[str, Any], schema: Schema, draw: Draw) -> None:
     if obj["stable"]["name"] == obj["candidate"]["name"]:
-        obj["candidate"]["name"] = "c" + obj["candidate"]["name"][:252]  # still a DNS subdomain
+        name = obj["candidate"]["name"]
+        obj["candidate"]["name"] = name[:-1] + ("b" if name.endswith("a") else "a")  # still a valid name
 
 
 def _candidate_break(obj: dict[str, Any], schema: Schema, draw: Draw) -> bool:
@@ -782,3 +783,59 @@ class FuzzTally:
 
 
 TALLY = FuzzTally()
+
+
+# ---- immutable fields ----------------------------------------------------------------------------
+
+
+def transition_rules(kind: str) -> set[str]:
+    """Paths (apiserver notation) of the fields whose CEL transition rules (oldSelf) make them immutable."""
+    found = set()
+    for path, schema in walk_schema(spec_schema(kind), ("spec",)):
+        for rule in schema.get("x-kubernetes-validations", []):
+            if is_transition(rule["rule"]):
+                found.add(join(path) + rule.get("fieldPath", ""))
+    return found
+
+
+@dataclass(frozen=True)
+class ImmutableUpdate:
+    """An update of a created object that a transition rule must refuse at `path`."""
+
+    id: str
+    base: dict[str, Any]
+    """The spec changes (dotted paths, as tests.support.invalid_specs.patched takes them) of the
+    created object, from its kind's example."""
+    update: dict[str, Any]
+    path: str
+
+
+def immutable_updates() -> dict[str, list[ImmutableUpdate]]:
+    """kind -> updates; a unit test keeps them covering every transition rule of the CRDs."""
+    from tests.support.invalid_specs import DELETE
+
+    return {
+        "FineTuneJob": [
+            ImmutableUpdate("base-model", {}, {"spec.baseModel": {"uri": "hf://org/other"}}, "spec.baseModel"),
+            ImmutableUpdate("dataset", {}, {"spec.dataset.uri": "pvc://datasets/other.jsonl"}, "spec.dataset"),
+            ImmutableUpdate("method", {}, {"spec.method": "Full", "spec.lora": DELETE}, "spec.method"),
+            ImmutableUpdate("hyperparameters", {}, {"spec.hyperparameters.epochs": 5}, "spec.hyperparameters"),
+            ImmutableUpdate("workers", {}, {"spec.workers": 4}, "spec.workers"),
+            ImmutableUpdate("resources", {}, {"spec.resources.gpus": 1}, "spec.resources"),
+            ImmutableUpdate("checkpointing", {}, {"spec.checkpointing.everySteps": 10}, "spec.checkpointing"),
+            ImmutableUpdate("lora-changed", {}, {"spec.lora.r": 8}, "spec.lora"),
+            ImmutableUpdate("lora-removed", {}, {"spec.lora": DELETE}, "spec.lora"),
+            ImmutableUpdate("lora-added", {"spec.lora": DELETE}, {"spec.lora": {"r": 4}}, "spec.lora"),
+        ],
+    }
+
+
+MUTABLE_UPDATES: dict[str, list[dict[str, Any]]] = {
+    "FineTuneJob": [
+        {"spec.suspend": True},
+        {"spec.output.build.quantization": "FP16"},
+        {"spec.scheduling.queueName": "gpu-team-b"},
+        {"spec.backoffLimit": 5},
+    ],
+}
+"""Updates of the same objects that stay allowed: what may change after creation."""

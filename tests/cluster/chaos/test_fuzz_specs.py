@@ -46,6 +46,8 @@ from tests.support.fuzz_specs import (
 from tests.support.kube import GROUP, VERSION, Kube, Kubectl, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
 
+# celpy raises the recursion limit while hypothesis runs; hypothesis says so on every test
+pytestmark = pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")
 FAST_SPECS = 200
 FULL_SPECS = 2000
 FAST_CREATED = 6
