@@ -55,16 +55,21 @@ up() {
     echo $! >"$state/prometheus.pid"
   fi
 
-  say "installing the chart (charts/llmops-operator) into $system_namespace"
-  kubectl apply -f - >/dev/null <<YAML
+  say "installing the chart (charts/llmops-operator) into $system_namespace, watching $namespace"
+  # Both namespaces run their pods on the agent's node (e2e/agent/README.md).
+  local annotations
+  annotations=$("$py" -c 'import json,sys; sys.path.insert(0,sys.argv[1]); import pipeline; print(json.dumps(pipeline.LOCAL_NODE))' "$repo/e2e")
+  for ns in "$system_namespace" "$namespace"; do
+    kubectl apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Namespace
 metadata:
-  name: $system_namespace
-  annotations: $("$py" -c 'import json,sys; sys.path.insert(0,"'"$repo"'/e2e"); import pipeline; print(json.dumps(pipeline.LOCAL_NODE))')
+  name: $ns
+  annotations: $annotations
 YAML
+  done
   helm upgrade --install llmops "$repo/charts/llmops-operator" --namespace "$system_namespace" \
-    --set replicaCount=1 --set logFormat=plain \
+    --set replicaCount=1 --set logFormat=plain --set "watchNamespaces={$namespace}" \
     --set config.prometheusUrl="http://$prometheus_address" --set config.resyncSeconds=5 \
     --set config.repositoryStorage.storageClassName=llmops-local --set config.repositoryStorage.size=1Gi \
     --wait --timeout 5m >/dev/null
