@@ -333,6 +333,8 @@ class Run:
         if p.get("loss") is not None and (not self.losses or self.losses[-1][0] != p.get("step")):
             self.losses.append((int(p.get("step", 0)), float(p["loss"])))
         for kind, name, phase, detail in rows(namespace):
+            if phase == "-":
+                continue
             label = f"{kind} {name} {phase}" + (f" ({detail})" if kind == "Rollout" else "")
             if not any(s == label for _, s in self.seen):
                 self.seen.append((time.monotonic() - started, label))
