@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import socket
@@ -72,7 +73,7 @@ def get(kind: str, namespace: str, name: str | None = None) -> Any:
     from kubernetes.client.rest import ApiException
 
     if _api is None:
-        _api = config.new_client_from_config()
+        _api = config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
     core, apps, custom = client.CoreV1Api(_api), client.AppsV1Api(_api), client.CustomObjectsApi(_api)
     calls = {
         "pvc": (core.read_namespaced_persistent_volume_claim, core.list_namespaced_persistent_volume_claim, ()),
