@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
@@ -11,17 +13,44 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
+from urllib3.util.retry import Retry
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = (10.0, 60.0)
+"""(connect, read) seconds for every request. The client has no timeout of its own, so an
+answer that never comes (a half-open connection, a stuck proxy) would hold a worker thread and
+the resource's reconcile forever; 60 s is the apiserver's own limit for a non-watch request."""
+RETRIES = Retry(total=3, read=1, backoff_factor=0.5, respect_retry_after_header=True, raise_on_status=False)
+"""Idempotent requests are retried on connection errors with a growing pause (not at once), and
+on 429/503 after the Retry-After the apiserver asks for; writes are retried by the reconciler."""
+MAX_RETRY_AFTER = 60.0
+
+
+class _ApiClient(client.ApiClient):
+    def call_api(
+        self,
+        method: Any,
+        url: Any,
+        header_params: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> Any:
+        timeout = _request_timeout or REQUEST_TIMEOUT
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
 
 
 @cache
 def api_client() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.retries = RETRIES
+    return _ApiClient(configuration)
 
 
 @cache
@@ -29,8 +58,46 @@ def dynamic() -> DynamicClient:
     return DynamicClient(api_client())
 
 
+class ServerBackoff:
+    """The apiserver asked us (429/503 with Retry-After) to wait: no request of ours before then.
+
+    One for the process: the apiserver throttles a client's priority level as a whole, so
+    every reconcile waits, not only the one that was told (an event would start another at once).
+    """
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def retry_after(self, error: Exception) -> float | None:
+        """Note the error's Retry-After, if it has one; returns the seconds to wait."""
+        if not isinstance(error, ApiException) or error.status not in (429, 503):
+            return None
+        value = (getattr(error, "headers", None) or {}).get("Retry-After")
+        try:
+            seconds = min(MAX_RETRY_AFTER, float(str(value)))
+        except (TypeError, ValueError):
+            return None
+        self.until = max(self.until, time.monotonic() + seconds)
+        return seconds
+
+    async def wait(self) -> None:
+        left = self.until - time.monotonic()
+        if left > 0:
+            await asyncio.sleep(left)
+
+
+SERVER_BACKOFF = ServerBackoff()
+
+
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    return await asyncio.to_thread(fn, *args, **kwargs)
+    await SERVER_BACKOFF.wait()
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as error:
+        seconds = SERVER_BACKOFF.retry_after(error)
+        if seconds is not None:
+            log.warning("the apiserver asked to retry after %.0fs: holding every request until then", seconds)
+        raise
 
 
 def is_not_found(error: Exception) -> bool:
