@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -40,6 +41,8 @@ class Reconciler(Generic[R]):
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
     _running: set[asyncio.Task[None]] = field(default_factory=set)
+    _queued: set[tuple[str, str]] = field(default_factory=set)
+    """Resources with a reconcile waiting for the one that runs."""
     _rejected: dict[tuple[str, str], int] = field(default_factory=dict)
     """The generation whose children the apiserver refused: not tried again until the spec changes."""
 
@@ -49,7 +52,9 @@ class Reconciler(Generic[R]):
 
     async def reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._turn(key) as ours:
+            if not ours:
+                return
             started = time.monotonic()
             try:
                 plan = await self._reconcile_once(namespace, name)
@@ -71,6 +76,27 @@ class Reconciler(Generic[R]):
                 # resource, and a finalizer would block deletion whenever the operator is down.
                 soon = plan.requeue_after
                 self.schedule(namespace, name, self.resync_seconds if soon is None else min(soon, self.resync_seconds))
+
+    @asynccontextmanager
+    async def _turn(self, key: tuple[str, str]) -> AsyncIterator[bool]:
+        """The resource's lock; False at once when another call already waits for it.
+
+        That call reads the resource after the running reconcile ends, so it sees whatever
+        this one would: a burst of events (a re-list, a Job's pods) costs one reconcile, not one each.
+        """
+        if key in self._queued:
+            yield False
+            return
+        self._queued.add(key)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            await lock.acquire()
+        finally:
+            self._queued.discard(key)
+        try:
+            yield True
+        finally:
+            lock.release()
 
     async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
         body = await read.get(API_VERSION, self.kind, namespace, name)
