@@ -18,7 +18,7 @@ from ..plan.common import Plan
 from ..plan.evalsuite import EvalSuiteObservation, finished_runs, gated_suites, plan_evalsuite
 from ..plan.workloads import job_condition
 from ..settings import Settings
-from .reconciler import Reconciler, watch
+from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
@@ -71,9 +71,9 @@ watch(RECONCILER, "evalsuites", SETTINGS.resync_seconds)
 
 
 @kopf.on.event(GROUP, VERSION, "llmmodels", id="evalsuites-from-llmmodels")
-async def model_changed(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+async def model_changed(namespace: str | None, name: str, body: kopf.Body, type: str | None, **_: Any) -> None:
     """A target, baseline, gated candidate or quality gate that gets ready or a new digest is judged at once."""
-    if not namespace:
+    if not namespace or listed(type):
         return
     rollouts = parsed_rollouts(await read.list_(API_VERSION, "Rollout", namespace, ""))
     affected = {suite for r in rollouts if r.spec.candidate.name == name for suite in gated_suites(r)}
@@ -89,9 +89,9 @@ async def model_changed(namespace: str | None, name: str, body: kopf.Body, **_: 
 
 
 @kopf.on.event(GROUP, VERSION, "rollouts", id="evalsuites-from-rollouts")
-async def rollout_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
     """A Rollout reaching an evalGate step starts the gated suite's run at once."""
-    if not namespace:
+    if not namespace or listed(type):
         return
     for rollout in parsed_rollouts([dict(body)]):
         for suite in sorted(gated_suites(rollout)):

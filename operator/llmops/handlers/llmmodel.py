@@ -27,7 +27,7 @@ from ..plan.llmmodel import (
 )
 from ..plan.rollout import held_replicas
 from ..settings import Settings
-from .reconciler import Reconciler, watch
+from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
@@ -106,9 +106,9 @@ watch(RECONCILER, "llmmodels", SETTINGS.resync_seconds)
 
 
 @kopf.on.event(GROUP, VERSION, "finetunejobs", id="llmmodels-from-finetunejobs")
-async def fine_tune_changed(namespace: str | None, name: str, **_: Any) -> None:
+async def fine_tune_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """A model built from a FineTuneJob's output waits for it: look again when the job changes."""
-    if not namespace:
+    if not namespace or listed(type):
         return
     for model in await read.list_(API_VERSION, "LLMModel", namespace, ""):
         if model.get("spec", {}).get("source", {}).get("fineTuneJob", {}).get("name") == name:
@@ -116,17 +116,17 @@ async def fine_tune_changed(namespace: str | None, name: str, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "rollouts", id="llmmodels-from-rollouts")
-async def rollout_changed(namespace: str | None, body: kopf.Body, **_: Any) -> None:
+async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
     """A replicaRatio rollout scales its candidate through status.canaryReplicas."""
     candidate = body.get("spec", {}).get("candidate", {}).get("name")
-    if namespace and candidate:
+    if namespace and candidate and not listed(type):
         await RECONCILER.reconcile(namespace, candidate)
 
 
 @kopf.on.event(GROUP, VERSION, "evalsuites", id="llmmodels-from-evalsuites")
-async def eval_suite_changed(namespace: str | None, name: str, **_: Any) -> None:
+async def eval_suite_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """A quality gate decides from its EvalSuite's runs: look again when the suite changes."""
-    if not namespace:
+    if not namespace or listed(type):
         return
     for model in await read.list_(API_VERSION, "LLMModel", namespace, ""):
         gate = ((model.get("spec") or {}).get("build") or {}).get("qualityGate") or {}

@@ -171,6 +171,16 @@ class Reconciler(Generic[R]):
         self._scheduled[key] = loop.call_later(delay, start)
 
 
+def listed(type_: str | None) -> bool:
+    """An event of kopf's listing of a kind (when a watch starts, resumes or re-lists).
+
+    Every watched kind is listed then, and each object is reconciled for its own listing; a
+    handler that fans out from one kind to another skips these, or a re-list would reconcile
+    every resource once per child and per related object.
+    """
+    return type_ is None
+
+
 def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
     """Register kopf handlers: the resource's own events and its children's; set the resync period.
 
@@ -186,8 +196,8 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
         if type != "DELETED" and namespace:
             await reconciler.reconcile(namespace, name)
 
-    async def child_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
-        if namespace:
+    async def child_changed(namespace: str | None, labels: Mapping[str, str], type: str | None, **_: Any) -> None:
+        if namespace and not listed(type):
             await reconciler.reconcile(namespace, labels[owner_label])
 
     kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(resource_changed)

@@ -15,7 +15,7 @@ from ..metrics import ANALYSIS_QUERIES, ROLLBACKS, ROLLOUT_PHASE, ROLLOUT_WEIGHT
 from ..plan.common import MANAGED_BY, Plan
 from ..plan.rollout import RolloutObservation, gate_suite, measurement_due, plan_rollout
 from ..settings import Settings
-from .reconciler import Reconciler, watch
+from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
 HTTP_ROUTE = "gateway.networking.k8s.io/v1"
@@ -77,23 +77,23 @@ async def reconcile_rollouts_of(namespace: str, model: str | None = None, suite:
 
 
 @kopf.on.event(GROUP, VERSION, "llmmodels", id="rollouts-from-llmmodels")
-async def model_changed(namespace: str | None, name: str, **_: Any) -> None:
+async def model_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """A new candidate digest restarts a rollout; a stable one being rebuilt holds it."""
-    if namespace:
+    if namespace and not listed(type):
         await reconcile_rollouts_of(namespace, model=name)
 
 
 @kopf.on.event(GROUP, VERSION, "evalsuites", id="rollouts-from-evalsuites")
-async def suite_changed(namespace: str | None, name: str, **_: Any) -> None:
+async def suite_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """An eval gate passes or fails when its run finishes."""
-    if namespace:
+    if namespace and not listed(type):
         await reconcile_rollouts_of(namespace, suite=name)
 
 
 @kopf.on.event(
     "v1", "pods", labels={**MANAGED_BY, "app.kubernetes.io/component": "serving"}, id="rollouts-from-serving-pods"
 )
-async def serving_pod_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+async def serving_pod_changed(namespace: str | None, labels: Mapping[str, str], type: str | None, **_: Any) -> None:
     """replicaRatio endpoints follow serving pods becoming ready or going away."""
-    if namespace and "llmops.dev/llmmodel" in labels:
+    if namespace and "llmops.dev/llmmodel" in labels and not listed(type):
         await reconcile_rollouts_of(namespace, model=labels["llmops.dev/llmmodel"])

@@ -1,0 +1,102 @@
+"""The operator's side of API faults: request timeouts, Retry-After, coalesced reconciles."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from llmops.api.llmmodel import LLMModel
+from llmops.handlers.reconciler import Reconciler, listed
+from llmops.kube import client as kube_client
+from llmops.plan.common import Plan
+
+
+def throttled(status: int, retry_after: str | None) -> ApiException:
+    error = ApiException(status=status, reason="TooManyRequests")
+    error.headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    return error
+
+
+def test_every_request_gets_a_timeout_unless_it_names_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    api = kube_client._ApiClient(kube_client.client.Configuration())
+    seen: list[Any] = []
+
+    def request(*_: Any, _request_timeout: Any = None, **__: Any) -> None:
+        seen.append(_request_timeout)
+
+    monkeypatch.setattr(api.rest_client, "request", request)
+    api.call_api("GET", "https://127.0.0.1:1/api")
+    api.call_api("GET", "https://127.0.0.1:1/api", _request_timeout=5)
+    assert seen == [kube_client.REQUEST_TIMEOUT, 5]
+
+
+@pytest.mark.parametrize(
+    ("error", "seconds"),
+    [
+        (throttled(429, "3"), 3.0),
+        (throttled(503, "1.5"), 1.5),
+        (throttled(429, "3600"), kube_client.MAX_RETRY_AFTER),
+        (throttled(429, None), None),
+        (throttled(429, "soon"), None),
+        (throttled(500, "3"), None),
+        (ValueError("not an API error"), None),
+    ],
+)
+def test_retry_after_is_read_from_429_and_503_only(error: Exception, seconds: float | None) -> None:
+    assert kube_client.ServerBackoff().retry_after(error) == seconds
+
+
+def test_after_a_retry_after_no_request_starts_before_it_has_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    backoff = kube_client.ServerBackoff()
+    monkeypatch.setattr(kube_client, "SERVER_BACKOFF", backoff)
+    calls: list[float] = []
+
+    def refused() -> None:
+        calls.append(time.monotonic())
+        raise throttled(429, "0.3")
+
+    def answered() -> str:
+        calls.append(time.monotonic())
+        return "ok"
+
+    async def scenario() -> str:
+        with pytest.raises(ApiException):
+            await kube_client.call(refused)
+        return await kube_client.call(answered)
+
+    assert asyncio.run(scenario()) == "ok"
+    assert calls[1] - calls[0] >= 0.29
+
+
+def test_a_burst_of_events_for_one_resource_costs_two_reconciles_not_one_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    planned: list[str] = []
+
+    async def once(self: Reconciler[Any], namespace: str, name: str) -> Plan | None:
+        planned.append(name)
+        await asyncio.sleep(0.05)
+        return None
+
+    monkeypatch.setattr(Reconciler, "_reconcile_once", once)
+
+    async def plan(model: LLMModel, now: datetime) -> Plan:
+        return Plan()
+
+    async def burst() -> None:
+        reconciler = Reconciler(LLMModel, plan)
+        await asyncio.gather(*(reconciler.reconcile("ns", "m") for _ in range(20)))
+        await reconciler.reconcile("ns", "m")  # after the burst: runs again
+
+    asyncio.run(burst())
+    assert planned == ["m", "m", "m"]
+
+
+def test_only_kopfs_listing_counts_as_listed() -> None:
+    assert listed(None)
+    assert not any(listed(t) for t in ("ADDED", "MODIFIED", "DELETED"))
