@@ -24,6 +24,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.crds import CRD_DIR
+from tests.support.kube import GROUP, VERSION, Kube
 from tests.support.operator import ROOT, OperatorProcess
 
 
@@ -241,3 +242,43 @@ def killable_operator(
 def resource_version(obj: dict[str, Any]) -> int:
     """etcd's revision of this version of an object: versions of different kinds compare by it."""
     return int(obj["metadata"]["resourceVersion"])
+
+
+def cpu_model(name: str, replicas: int = 1) -> dict[str, Any]:
+    """A small LLMModel served on the CPU node."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "LLMModel",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"uri": f"pvc://models/{name}"},
+            "build": {"quantization": "Int8Dynamic", "storage": {"persistentVolumeClaim": "model-repositories"}},
+            "serving": {
+                "replicas": replicas,
+                "maxBatchSize": 16,
+                "resources": {"gpus": 0, "memory": "256Mi"},
+                "instanceGroup": {"kind": "CPU", "count": 1},
+            },
+        },
+    }
+
+
+def model_converged(kube: Kube, name: str, held: int | None = None) -> str | None:
+    """None when the model serves its current spec; else what is still off.
+
+    `held`: the replicas a Rollout holds this candidate at, in place of its spec's.
+    """
+    model = kube.get("llmmodels", name)
+    spec, status = model["spec"], model.get("status") or {}
+    if status.get("observedGeneration") != model["metadata"]["generation"]:
+        return "generation not observed"
+    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+    if ready.get("status") != "True":
+        return f"not Ready: {ready.get('reason')}"
+    if (status.get("artifact") or {}).get("quantization") != spec["build"]["quantization"]:
+        return "serving another build"
+    deployment = kube.apps.read_namespaced_deployment(name, kube.ns)
+    want = spec["serving"]["replicas"] if held is None else held
+    if deployment.spec.replicas != want or (deployment.status.ready_replicas or 0) != want:
+        return f"deployment {deployment.spec.replicas} replicas, {deployment.status.ready_replicas} ready, want {want}"
+    return None

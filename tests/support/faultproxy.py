@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import random
 import socket
@@ -70,6 +71,8 @@ class Faults:
     """Share of non-watch requests read and never answered (the client's timeout must end them)."""
     watches: bool = True
     """Whether watch requests get faults too (their first answer; an open stream is not cut)."""
+    methods: frozenset[str] | None = None
+    """Only requests with these methods get faults (e.g. WRITE_METHODS); None: all."""
 
     def any(self) -> bool:
         return any((self.too_many_requests, self.server_error, self.unavailable, self.reset, self.latency, self.stall))
@@ -203,6 +206,13 @@ class FaultProxy:
         if loop is not None:
             loop.call_soon_threadsafe(self._reset_all)
 
+    def dump(self, path: Path) -> Path:
+        """Every request recorded, one JSON object a line (for looking into a failed run)."""
+        with self._lock:
+            lines = [json.dumps(dataclasses.asdict(r)) for r in self.requests]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
     def since(self, started: float) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.started >= started]
@@ -267,12 +277,12 @@ class FaultProxy:
 
     # ---- the proxy -------------------------------------------------------------------------
 
-    def _decide(self, faults: Faults, watch: bool) -> tuple[float, str | None]:
+    def _decide(self, faults: Faults, method: str, watch: bool) -> tuple[float, str | None]:
         """(latency, fault) for one request: fault is 429, 500, 503, reset, stall or None."""
         with self._lock:
             roll = self._rng.random
             delay = self._rng.uniform(*faults.latency_s) if roll() < faults.latency else 0.0
-            if watch and not faults.watches:
+            if (watch and not faults.watches) or (faults.methods is not None and method not in faults.methods):
                 return delay, None
             for share, fault in (
                 (faults.too_many_requests, "429"),
@@ -310,7 +320,7 @@ class FaultProxy:
 
     async def _answer(self, request: web.Request, record: Request, faults: Faults, watch: bool) -> web.StreamResponse:
         body = await request.read()
-        delay, fault = self._decide(faults, watch)
+        delay, fault = self._decide(faults, request.method, watch)
         if delay:
             await asyncio.sleep(delay)
         if fault is not None:

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.chaos.conftest import ChaosTally
-from tests.support.chaos import KillableOperator, install_crds, killable_operator
+from tests.support.chaos import KillableOperator, cpu_model, install_crds, killable_operator, model_converged
 from tests.support.invalid_specs import DELETE, example, patched
 from tests.support.kube import GROUP, VERSION, Kube, Kubectl, evalsuite
 from tests.support.operator import wait_for
@@ -39,25 +39,6 @@ def operator(crds: None, kubeconfig: str, namespace: str, tmp_path: Path) -> Ite
     process.start()
     yield process
     process.stop()
-
-
-def cpu_model(name: str, replicas: int = 1) -> dict[str, Any]:
-    """A small LLMModel served on the CPU node."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "LLMModel",
-        "metadata": {"name": name},
-        "spec": {
-            "source": {"uri": f"pvc://models/{name}"},
-            "build": {"quantization": "Int8Dynamic", "storage": {"persistentVolumeClaim": "model-repositories"}},
-            "serving": {
-                "replicas": replicas,
-                "maxBatchSize": 16,
-                "resources": {"gpus": 0, "memory": "256Mi"},
-                "instanceGroup": {"kind": "CPU", "count": 1},
-            },
-        },
-    }
 
 
 def paused_rollout(name: str, stable: str, candidate: str) -> dict[str, Any]:
@@ -93,27 +74,6 @@ def cpu_finetunejob(name: str) -> dict[str, Any]:
 def reconciled(kube: Kube, plural: str, name: str) -> bool:
     obj = kube.get(plural, name)
     return (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-
-
-def model_converged(kube: Kube, name: str, held: int | None = None) -> str | None:
-    """None when the model serves its current spec; else what is still off.
-
-    `held`: the replicas a Rollout holds this candidate at, in place of its spec's.
-    """
-    model = kube.get("llmmodels", name)
-    spec, status = model["spec"], model.get("status") or {}
-    if status.get("observedGeneration") != model["metadata"]["generation"]:
-        return "generation not observed"
-    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-    if ready.get("status") != "True":
-        return f"not Ready: {ready.get('reason')}"
-    if (status.get("artifact") or {}).get("quantization") != spec["build"]["quantization"]:
-        return "serving another build"
-    deployment = kube.apps.read_namespaced_deployment(name, kube.ns)
-    want = spec["serving"]["replicas"] if held is None else held
-    if deployment.spec.replicas != want or (deployment.status.ready_replicas or 0) != want:
-        return f"deployment {deployment.spec.replicas} replicas, {deployment.status.ready_replicas} ready, want {want}"
-    return None
 
 
 def children_of(kube: Kube, kind: str, name: str) -> list[str]:
