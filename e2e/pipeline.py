@@ -245,6 +245,8 @@ class Traffic:
     def __init__(self, namespace: str, service: str, stable: str, rate: float = 8.0) -> None:
         self.namespace, self.service, self.stable, self.period = namespace, service, stable, 1 / rate
         self.sent = self.failed = 0
+        self.failures: list[tuple[float, str]] = []
+        """(seconds since the first request, error) of each failed request."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -263,7 +265,7 @@ class Traffic:
                 {"name": "max_tokens", "shape": [1, 1], "datatype": "INT32", "data": [6]},
             ]
         }).encode()  # fmt: skip
-        url = None
+        url, first = None, 0.0
         while not self._stop.wait(self.period):
             if url is None:
                 stable = get("LLMModel", self.namespace, self.stable) or {}
@@ -271,13 +273,21 @@ class Traffic:
                 if not svc or stable.get("status", {}).get("phase") != "Ready":
                     time.sleep(2)
                     continue
-                url = f"http://{svc['spec']['clusterIP']}:8000/v2/models/llm/infer"
+                url, first = f"http://{svc['spec']['clusterIP']}:8000/v2/models/llm/infer", time.monotonic()
             try:
                 request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
                 urllib.request.urlopen(request, timeout=5).read()
                 self.sent += 1
-            except OSError:
+            except OSError as error:
                 self.failed += 1
+                self.failures.append((time.monotonic() - first, f"{type(error).__name__}: {error}"[:120]))
+
+    def report(self) -> str:
+        text = f"traffic: {self.sent} ok, {self.failed} failed"
+        if self.failures:
+            (start, error), end = self.failures[0], self.failures[-1][0]
+            text += f" (between {start:.0f}s and {end:.0f}s after the first request; first: {error})"
+        return text
 
 
 # ---- watching ------------------------------------------------------------------------------------
@@ -435,6 +445,8 @@ def main() -> None:
         if traffic is not None:
             traffic.stop()
     print(summary(args.namespace, run))
+    if traffic is not None:
+        print(traffic.report())
     sys.exit(0 if result in ("Promoted", "Completed") else 1)
 
 

@@ -106,7 +106,7 @@ def run_pipeline(namespace: str, corrupt_labels: bool = False) -> tuple[str | No
     finally:
         traffic.stop()
     print(pipeline.summary(namespace, run))
-    print(f"traffic: {traffic.sent} ok, {traffic.failed} failed")
+    print(traffic.report())
     return result, run, traffic
 
 
