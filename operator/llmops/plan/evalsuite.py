@@ -43,6 +43,7 @@ from .llmmodel import GATE_ROLES, HTTP_PORT, JUDGED_GATE, TRITON_MODEL_NAME, gat
 from .rollout import gate_suite
 from .workloads import (
     PVC_ROOT,
+    SCRATCH,
     WORKLOAD_UID,
     creation_problem,
     job_condition,
@@ -60,7 +61,7 @@ TARGET_LABEL = "llmops.dev/eval-target"
 GATE_ROLE_LABEL = "llmops.dev/eval-gate-role"
 """On evaluator pods of an LLMModel's quality gate: candidate or reference."""
 SUITE_MOUNT = "/etc/llmops/suite"
-REPORT_PATH = "/tmp/report.json"
+REPORT_PATH = f"{SCRATCH}/report.json"
 MAX_RUNS = 50
 TIMEOUT_GRACE = timedelta(seconds=30)
 """How long past timeoutSeconds the Job's own deadline gets to fail it before the plan does."""
@@ -260,7 +261,7 @@ def desired_eval_job(suite: EvalSuite, target: RunTarget, key: RunKey, settings:
     ]
     mounts += [
         {"name": "suite", "mountPath": SUITE_MOUNT, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "tmp", "mountPath": SCRATCH},
     ]
     args = [
         "--suite", f"{SUITE_MOUNT}/suite.json",
@@ -273,7 +274,7 @@ def desired_eval_job(suite: EvalSuite, target: RunTarget, key: RunKey, settings:
         "name": EVALUATOR,
         "image": spec.image or settings.evaluator_image,
         "args": args,
-        "env": [{"name": "LLMOPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "LLMOPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": SCRATCH}],
         "volumeMounts": mounts,
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",

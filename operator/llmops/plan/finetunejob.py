@@ -30,6 +30,7 @@ from .common import (
 )
 from .workloads import (
     PVC_ROOT,
+    SCRATCH,
     WORKLOAD_UID,
     creation_problem,
     job_condition,
@@ -44,6 +45,7 @@ from .workloads import (
 TRAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+SHARED_MEMORY = "/dev/shm"  # nosec B108 -- the mountPath of the pod's own Memory emptyDir (torch workers share tensors there)
 WARNING_REASONS = {"TrainingFailed", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "PodCreationFailed"}
 
 
@@ -151,13 +153,13 @@ def desired_training_job(job: FineTuneJob, base_uri: str, settings: Settings) ->
     claims = pvc_claims(base_uri, spec.dataset.uri, spec.dataset.eval_uri, f"pvc://{checkpoint_claim}/")
     volumes, mounts = pvc_volumes(claims, writable=frozenset({checkpoint_claim}))
     volumes += [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}]
-    mounts += [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}]
+    mounts += [{"name": "tmp", "mountPath": SCRATCH}, {"name": "shm", "mountPath": SHARED_MEMORY}]
     container = {
         "name": TRAINER,
         "image": spec.image or settings.trainer_image,
         "command": trainer_command(job),
         "args": trainer_args(job, base_uri),
-        "env": [{"name": "LLMOPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "LLMOPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": SCRATCH}],
         "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
         "resources": container_resources(spec.resources.gpus, spec.resources.cpu, spec.resources.memory),
         "volumeMounts": mounts,

@@ -51,6 +51,7 @@ from .common import (
 )
 from .workloads import (
     PVC_ROOT,
+    SCRATCH,
     WORKLOAD_UID,
     creation_problem,
     job_condition,
@@ -192,12 +193,12 @@ def desired_build_job(
     volumes.append({"name": "repository", "persistentVolumeClaim": {"claimName": repository_claim(model)}})
     mounts.append({"name": "repository", "mountPath": REPOSITORY_MOUNT})
     volumes.append({"name": "tmp", "emptyDir": {}})
-    mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    mounts.append({"name": "tmp", "mountPath": SCRATCH})
     container: dict[str, Any] = {
         "name": "builder",
         "image": build.image or settings.builder_image,
         "args": args,
-        "env": [{"name": "LLMOPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
+        "env": [{"name": "LLMOPS_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": SCRATCH}],
         "volumeMounts": mounts,
         "securityContext": RESTRICTED_CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -243,7 +244,7 @@ def desired_deployment(
     volumes = [{"name": "repository", "persistentVolumeClaim": claim}, {"name": "tmp", "emptyDir": {}}]
     mounts = [
         {"name": "repository", "mountPath": REPOSITORY_MOUNT, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "tmp", "mountPath": SCRATCH},
     ]
     probe = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3}
     container = {
