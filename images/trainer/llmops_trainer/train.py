@@ -153,7 +153,8 @@ def save_checkpoint(ckpt_dir: Path, step: int, model: Any, opt: Any, cfg: Config
 
 
 def load_checkpoint(path: Path, model: Any, opt: Any, cfg: Config) -> int:
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    # weights_only: a checkpoint on a shared PVC is data, never code to run (no pickled objects).
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     if state.get("method") != cfg.method:
         raise ConfigError(f"checkpoint {path} was written by a {state.get('method')} run, not {cfg.method}")
     params = dict(model.named_parameters())
