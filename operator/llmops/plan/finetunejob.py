@@ -45,7 +45,8 @@ from .workloads import (
 TRAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-SHARED_MEMORY = "/dev/shm"  # nosec B108 -- the mountPath of the pod's own Memory emptyDir (torch workers share tensors there)
+# The mountPath of the training pod's own Memory emptyDir, where torch workers share tensors.
+SHARED_MEMORY = "/dev/shm"  # nosec B108 -- a path inside the pod, not a file the operator opens
 WARNING_REASONS = {"TrainingFailed", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "PodCreationFailed"}
 
 
