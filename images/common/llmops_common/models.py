@@ -14,8 +14,9 @@ def load_causal_lm(uri: str, **kwargs: Any) -> tuple[Any, Any]:
 
     res = resolve(uri)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(res.location)
-        model = AutoModelForCausalLM.from_pretrained(res.location, **kwargs)
+        # A hub model loads at its pinned revision (hf://org/name@<commit>); local paths have none.
+        tokenizer = AutoTokenizer.from_pretrained(res.location, revision=res.revision)
+        model = AutoModelForCausalLM.from_pretrained(res.location, revision=res.revision, **kwargs)
     except (OSError, ValueError) as e:
         if res.is_hub:
             raise RuntimeError(f"cannot load {uri!r} from the hub: {e}") from e

@@ -2,6 +2,7 @@
 
 Supported schemes:
   hf://org/name        -> a Hugging Face hub id, loaded with from_pretrained (network or cache)
+  hf://org/name@rev    -> the same, pinned to a commit (or tag or branch) of the hub repository
   file:///abs/path     -> a local path
   /abs/path, rel/path  -> a local path
   pvc://claim/path     -> $LLMOPS_PVC_ROOT/claim/path (the operator mounts claims there)
@@ -29,6 +30,8 @@ class Resolved:
 
     location: str  # local path, or hub id when is_hub
     is_hub: bool = False
+    revision: str | None = None
+    """The hub revision to load (hf://org/name@rev); None is the repository's default branch."""
 
 
 def resolve(uri: str, *, must_exist: bool = True) -> Resolved:
@@ -40,10 +43,12 @@ def resolve(uri: str, *, must_exist: bool = True) -> Resolved:
     parsed = urlparse(uri)
     scheme = parsed.scheme.lower()
     if scheme == "hf":
-        repo_id = (parsed.netloc + parsed.path).strip("/")
+        repo_id, _, revision = (parsed.netloc + parsed.path).strip("/").partition("@")
         if not repo_id:
             raise ConfigError(f"hf:// URI without a repository id: {uri!r}")
-        return Resolved(repo_id, is_hub=True)
+        if "@" in uri and not revision:
+            raise ConfigError(f"hf:// URI with an empty revision after '@': {uri!r}")
+        return Resolved(repo_id, is_hub=True, revision=revision or None)
     if scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise ConfigError(f"file:// URI must be absolute (file:///path): {uri!r}")
