@@ -111,7 +111,13 @@ class Request:
 class _Stream:
     """An open watch stream; frozen ones forward nothing more."""
 
+    record: Request
     frozen: bool = False
+
+    def freeze(self) -> None:
+        if not self.frozen:
+            self.frozen = True
+            self.record.answer += ", then blackhole"
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -195,7 +201,7 @@ class FaultProxy:
         with self._lock:
             self._blackhole_until = time.monotonic() + seconds
             for stream in self._streams:
-                stream.frozen = True
+                stream.freeze()
 
     def blackholed(self) -> bool:
         return time.monotonic() < self._blackhole_until
@@ -347,7 +353,7 @@ class FaultProxy:
             }  # fmt: skip
             return web.Response(status=code, headers=headers, body=json.dumps(status).encode())
 
-        stream = _Stream(frozen=watch and self.blackholed())
+        stream = _Stream(record, frozen=watch and self.blackholed())
         if stream.frozen:
             record.answer = "blackhole"
             await self._until_closed(request)
@@ -383,7 +389,6 @@ class FaultProxy:
             try:
                 async for chunk in upstream.content.iter_any():
                     if stream.frozen:
-                        record.answer = f"{upstream.status}, then blackhole"
                         await self._until_closed(request)
                         break
                     await response.write(chunk)
