@@ -93,6 +93,7 @@ down() {
     fi
     rm -f "$state/$component.pid"
   done
+  rm -rf "$state/agent" "$state/prometheus"  # pods' files, volumes, metrics
   "$repo/e2e/cluster.sh" down
 }
 
