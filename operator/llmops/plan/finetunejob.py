@@ -45,8 +45,9 @@ from .workloads import (
 TRAINER = "trainer"
 RENDEZVOUS_PORT = 29500
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# The mountPath of the training pod's own Memory emptyDir, where torch workers share tensors.
-SHARED_MEMORY = "/dev/shm"  # nosec B108 -- a path inside the pod, not a file the operator opens
+# The mountPath of the training pod's own Memory emptyDir, where torch workers share tensors:
+# a path inside the pod, not a file the operator opens (bandit B108).
+SHARED_MEMORY = "/dev/shm"  # nosec B108
 WARNING_REASONS = {"TrainingFailed", "Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "PodCreationFailed"}
 
 

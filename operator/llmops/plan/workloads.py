@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 from .common import content_hash
 
 PVC_ROOT = "/mnt/pvc"
-SCRATCH = "/tmp"  # nosec B108 -- the mountPath of each pod's own emptyDir, not a file the operator opens
+# The mountPath of each workload pod's own emptyDir, not a file the operator opens (bandit B108).
+SCRATCH = "/tmp"  # nosec B108
 """Where a workload pod writes scratch files and HOME: an emptyDir, as the root filesystem is read-only."""
 POD_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"}
 CONFIG_ERROR_EXIT = 2
