@@ -1,5 +1,5 @@
 """kopf wiring only: importing this package registers every handler."""
 
-from . import evalsuite, finetunejob, llmmodel, operator, rollout
+from . import evalsuite, finetunejob, indexes, llmmodel, operator, rollout
 
-__all__ = ["evalsuite", "finetunejob", "llmmodel", "operator", "rollout"]
+__all__ = ["evalsuite", "finetunejob", "indexes", "llmmodel", "operator", "rollout"]

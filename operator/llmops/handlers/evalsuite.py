@@ -18,6 +18,7 @@ from ..plan.common import Plan
 from ..plan.evalsuite import EvalSuiteObservation, finished_runs, gated_suites, plan_evalsuite
 from ..plan.workloads import job_condition
 from ..settings import Settings
+from . import indexes
 from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
@@ -37,7 +38,7 @@ def parsed_rollouts(objects: list[dict[str, Any]]) -> list[Rollout]:
 async def observe(suite: EvalSuite) -> EvalSuiteObservation:
     ns = suite.namespace
     models = {m["metadata"]["name"]: m for m in await read.list_(API_VERSION, "LLMModel", ns, "")}
-    rollouts = parsed_rollouts(await read.list_(API_VERSION, "Rollout", ns, ""))
+    rollouts = parsed_rollouts(indexes.rollouts(ns))
     owned = read.selector({"llmops.dev/evalsuite": suite.name})
     jobs = {j["metadata"]["name"]: j for j in await read.list_("batch/v1", "Job", ns, owned)}
     pods = await read.list_("v1", "Pod", ns, owned)
@@ -75,12 +76,12 @@ async def model_changed(namespace: str | None, name: str, body: kopf.Body, type:
     """A target, baseline, gated candidate or quality gate that gets ready or a new digest is judged at once."""
     if not namespace or listed(type):
         return
-    rollouts = parsed_rollouts(await read.list_(API_VERSION, "Rollout", namespace, ""))
+    rollouts = parsed_rollouts(indexes.rollouts(namespace))
     affected = {suite for r in rollouts if r.spec.candidate.name == name for suite in gated_suites(r)}
     quality_gate = (body.get("status") or {}).get("qualityGate") or {}
     if quality_gate.get("evalSuite"):
         affected.add(quality_gate["evalSuite"])
-    for suite in await read.list_(API_VERSION, "EvalSuite", namespace, ""):
+    for suite in indexes.eval_suites(namespace):
         spec = suite.get("spec", {})
         if name in ((spec.get("target") or {}).get("model"), (spec.get("baseline") or {}).get("model")):
             affected.add(suite["metadata"]["name"])

@@ -27,6 +27,7 @@ from ..plan.llmmodel import (
 )
 from ..plan.rollout import held_replicas
 from ..settings import Settings
+from . import indexes
 from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
@@ -88,7 +89,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         build_job_events=build[2],
         deployment=await read.get("apps/v1", "Deployment", ns, model.name),
         serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
-        held_replicas=held_replicas(model.name, await read.list_(API_VERSION, "Rollout", ns, "")),
+        held_replicas=held_replicas(model.name, indexes.rollouts(ns)),
         reference_build_job=reference[0],
         reference_build_pods=reference[1],
         reference_build_job_events=reference[2],

@@ -15,6 +15,7 @@ from ..metrics import ANALYSIS_QUERIES, ROLLBACKS, ROLLOUT_PHASE, ROLLOUT_WEIGHT
 from ..plan.common import MANAGED_BY, Plan
 from ..plan.rollout import RolloutObservation, gate_suite, measurement_due, plan_rollout
 from ..settings import Settings
+from . import indexes
 from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
@@ -67,7 +68,7 @@ watch(RECONCILER, "rollouts", SETTINGS.resync_seconds)
 
 async def reconcile_rollouts_of(namespace: str, model: str | None = None, suite: str | None = None) -> None:
     """Look again at the rollouts that use a model (stable or candidate) or wait on an eval suite."""
-    for body in await read.list_(API_VERSION, "Rollout", namespace, ""):
+    for body in indexes.rollouts(namespace):
         spec = body.get("spec", {})
         uses_model = model in (spec.get("stable", {}).get("name"), spec.get("candidate", {}).get("name"))
         steps = spec.get("steps", [])
