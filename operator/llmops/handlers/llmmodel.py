@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 from typing import Any
@@ -65,14 +66,18 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     if model.spec.source.fine_tune_job:
         fine_tune = await read.get(API_VERSION, "FineTuneJob", ns, model.spec.source.fine_tune_job.name)
     source_uri, _, _ = source_of(model, LLMModelObservation(fine_tune_job=fine_tune))
-    build = NO_BUILD
-    if source_uri is not None:
-        name = build_job_name(model, build_hash(model, source_uri, SETTINGS))
-        build = await build_job_of(ns, name)
+    if source_uri is None:
+        return await observe_serving(model, fine_tune)
+    hash_ = build_hash(model, source_uri, SETTINGS)
+    if serves_build(model, hash_):
+        # The plan looks at a build, and at the quality gate judging it, only until it is the
+        # artifact: a served model does not read its finished build Job and pods on every resync.
+        return await observe_serving(model, fine_tune)
+    build = await build_job_of(ns, build_job_name(model, hash_))
     gate = active_gate(model)
     reference = NO_BUILD
     suite = None
-    if gate is not None and source_uri is not None:
+    if gate is not None:
         reference_hash = build_hash(model, source_uri, SETTINGS, reference_build(model))
         reference = await build_job_of(ns, build_job_name(model, reference_hash))
         suite = await gate_suite(ns, gate.eval_suite)
@@ -82,19 +87,32 @@ async def observe(model: LLMModel) -> LLMModelObservation:
             found = await read.get("apps/v1", "Deployment", ns, gate_deployment_name(model.name, role))
             if found is not None:
                 gate_deployments[role] = found
-    return LLMModelObservation(
-        fine_tune_job=fine_tune,
+    return dataclasses.replace(
+        await observe_serving(model, fine_tune),
         build_job=build[0],
         build_pods=build[1],
         build_job_events=build[2],
-        deployment=await read.get("apps/v1", "Deployment", ns, model.name),
-        serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
-        held_replicas=held_replicas(model.name, indexes.rollouts(ns)),
         reference_build_job=reference[0],
         reference_build_pods=reference[1],
         reference_build_job_events=reference[2],
         gate_deployments=gate_deployments,
         gate_suite=suite,
+    )
+
+
+def serves_build(model: LLMModel, hash_: str) -> bool:
+    """The build of this hash is already the model's artifact."""
+    return model.status.artifact is not None and model.status.artifact.build_hash == hash_
+
+
+async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> LLMModelObservation:
+    """What every reconcile reads: the serving Deployment, its pods, and the canary replicas a Rollout holds."""
+    ns = model.namespace
+    return LLMModelObservation(
+        fine_tune_job=fine_tune,
+        deployment=await read.get("apps/v1", "Deployment", ns, model.name),
+        serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
+        held_replicas=held_replicas(model.name, indexes.rollouts(ns)),
     )
 
 

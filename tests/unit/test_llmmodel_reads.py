@@ -1,0 +1,98 @@
+"""A served LLMModel's reconcile reads what can still change its plan: not its finished build Job and pods."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from llmops.api.llmmodel import LLMModel
+from llmops.handlers import indexes, llmmodel
+from llmops.kube import read
+from llmops.plan.llmmodel import LLMModelObservation, build_hash, build_job_name, plan_llmmodel
+
+NS = "ns"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+SOURCE = "s3://bucket/m"
+
+
+def model(quantization: str = "None", built_as: str | None = None) -> LLMModel:
+    """A model; built_as: the quantization its artifact was built with (None: not built yet)."""
+    body: dict[str, Any] = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "LLMModel",
+        "metadata": {"name": "m", "namespace": NS, "uid": "u", "generation": 2},
+        "spec": {"source": {"uri": SOURCE}, "build": {"quantization": quantization}, "serving": {"replicas": 1}},
+    }
+    if built_as is not None:
+        earlier = LLMModel.model_validate({**body, "spec": {**body["spec"], "build": {"quantization": built_as}}})
+        hash_ = build_hash(earlier, SOURCE, llmmodel.SETTINGS)
+        body["status"] = {
+            "artifact": {
+                "uri": f"/repository/{NS}/m/{hash_}",
+                "digest": "sha256:abc",
+                "sizeBytes": 1,
+                "quantization": built_as,
+                "buildHash": hash_,
+            }
+        }
+    return LLMModel.model_validate(body)
+
+
+class Reads:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, str]] = []
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self.requests.append(("get", kind, name))
+
+    async def list_(self, api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[Any]:
+        self.requests.append(("list", kind, selector))
+        return []
+
+    async def warning_events(self, namespace: str, kind: str, name: str) -> list[Any]:
+        self.requests.append(("events", kind, name))
+        return []
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
+    fake = Reads()
+    for name in ("get", "list_", "warning_events"):
+        monkeypatch.setattr(read, name, getattr(fake, name))
+    monkeypatch.setattr(indexes, "_indexes", {})
+    indexes.use({}, {})
+    yield fake
+
+
+def test_a_served_model_reads_its_deployment_and_pods_only(reads: Reads) -> None:
+    asyncio.run(llmmodel.observe(model(built_as="None")))
+    assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment"), ("list", "Pod")]
+    assert all("serving" in selector for verb, _, selector in reads.requests if verb == "list")
+
+
+def test_a_model_whose_build_changed_reads_the_new_build_job(reads: Reads) -> None:
+    changed = model(quantization="FP16", built_as="None")
+    asyncio.run(llmmodel.observe(changed))
+    job = build_job_name(changed, build_hash(changed, SOURCE, llmmodel.SETTINGS))
+    assert ("get", "Job", job) in reads.requests
+
+
+def test_a_model_not_built_yet_reads_its_build_job(reads: Reads) -> None:
+    fresh = model()
+    asyncio.run(llmmodel.observe(fresh))
+    assert ("get", "Job", build_job_name(fresh, build_hash(fresh, SOURCE, llmmodel.SETTINGS))) in reads.requests
+
+
+def test_the_build_job_does_not_change_a_served_models_plan() -> None:
+    served = model(built_as="None")
+    finished_job = {"metadata": {"name": "x"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    deployment = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "readyReplicas": 1}}
+    without = LLMModelObservation(deployment=deployment)
+    with_build = LLMModelObservation(deployment=deployment, build_job=finished_job, build_pods=[{"metadata": {}}])
+    assert plan_llmmodel(served, without, llmmodel.SETTINGS, NOW) == plan_llmmodel(
+        served, with_build, llmmodel.SETTINGS, NOW
+    )
