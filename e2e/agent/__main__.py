@@ -603,8 +603,9 @@ class Agent:
             runner = self.runners.get(uid)
             if runner is None and phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
                 self.runners[uid] = PodRunner(self, pod)
-            elif runner is not None:
+            elif runner is not None:  # what others wrote (e.g. DisruptionTarget by an eviction) is kept
                 runner.pod["metadata"] = pod["metadata"]
+                runner.pod.setdefault("status", {})["conditions"] = pod.get("status", {}).get("conditions", [])
             if pod["metadata"].get("deletionTimestamp") and uid not in self.deleting:
                 self.deleting.add(uid)
                 self.background(self.remove(pod))
@@ -622,6 +623,7 @@ class Agent:
         runner = self.runners.get(meta["uid"])
         try:
             if runner is not None:
+                runner.pod.setdefault("status", {})["conditions"] = pod.get("status", {}).get("conditions", [])
                 grace = min(float(meta.get("deletionGracePeriodSeconds") or 30), 30)
                 await runner.stop(grace)
                 await runner.publish(final=True)
