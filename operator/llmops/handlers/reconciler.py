@@ -24,6 +24,7 @@ from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import MANAGED_BY, Event, Plan, set_condition
+from . import peering
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
@@ -54,6 +55,11 @@ class Reconciler(Generic[R]):
         key = (namespace, name)
         async with self._turn(key) as ours:
             if not ours:
+                return
+            if peering.paused():
+                # Another replica leads. kopf stops calling our handlers, but this may be one of
+                # our own timers: hold it, without reading or writing, until kopf resumes us.
+                self.schedule(namespace, name, self.resync_seconds)
                 return
             started = time.monotonic()
             try:
