@@ -66,7 +66,9 @@ class Reconciler(Generic[R]):
                 plan = await self._reconcile_once(namespace, name)
             except Exception:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = min(MAX_BACKOFF, 2.0**failures)
+                # Back off, but never past the resync period: a failing resource is looked at no
+                # less often than a healthy one, so it recovers within one period of the fault.
+                delay = min(MAX_BACKOFF, self.resync_seconds, 2.0**failures)
                 log.exception("reconcile of %s %s/%s failed; retrying in %.0fs", self.kind, namespace, name, delay)
                 RECONCILES.labels(self.kind, "error").inc()
                 self.schedule(namespace, name, delay)
