@@ -20,9 +20,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # earlier version of the operator added.
     settings.persistence.finalizer = "llmops.dev/unused"
     settings.posting.level = logging.WARNING  # our Events come from the plans, not kopf's log
-    settings.watching.server_timeout = 300  # re-list at least every 5 minutes: no silent watch freeze
+    # Watches: the apiserver ends each after 5 minutes and kopf opens the next; one the client
+    # still holds 30 s later is cut. A watch that goes silent (a blackholed connection: not even
+    # the bookmark the apiserver sends every minute arrives) is dropped after 70 s and opened
+    # again, and what changed meanwhile comes with it (tests/cluster/chaos/test_api_faults.py).
+    settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
+    settings.watching.inactivity_timeout = 70
+    settings.networking.connect_timeout = 10
+    settings.networking.request_timeout = 60  # as the kube layer's own requests (kube/client.py)
     start_http_server(SETTINGS.metrics_port)
 
 
