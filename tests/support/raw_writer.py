@@ -12,7 +12,6 @@ comparisons and framework. It prints "ready" once its watch runs.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import sys
 import threading
@@ -32,8 +31,10 @@ from tests.support.rawapi import RawApi, resource_path  # noqa: E402
 
 
 def operator_workers() -> int:
-    """The operator's concurrency: its blocking client calls share asyncio's default thread pool."""
-    return min(32, (os.cpu_count() or 1) + 4)
+    """The operator's concurrency: the requests its kube layer keeps in flight."""
+    from llmops.kube.client import API_WORKERS
+
+    return API_WORKERS
 
 
 def manifest_path(manifest: Manifest) -> str:
