@@ -161,6 +161,19 @@ class Reconciler(Generic[R]):
             pending.cancel()
         self._locks.pop(key, None)
         self._failures.pop(key, None)
+        status.forget(self.model.crd.plural, *key)
+
+    async def resource_changed(self, type_: str | None, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """An event of the resource itself (kopf's listing has no type)."""
+        if type_ == "DELETED":
+            return
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if type_ is not None and status.is_own_write(self.model.crd.plural, namespace, name, version):
+            # Our own status write, and nothing else since: the reconcile that wrote it already
+            # decided from everything this event shows. Each write would otherwise cost one more
+            # reconcile (every read of it) that changes nothing.
+            return
+        await self.reconcile(namespace, name)
 
     def schedule(self, namespace: str, name: str, delay: float) -> None:
         """Reconcile again after `delay` seconds (one pending timer per resource)."""
@@ -200,9 +213,11 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
     owner_label = f"llmops.dev/{reconciler.kind.lower()}"
     child_labels: dict[str, Any] = {**MANAGED_BY, owner_label: kopf.PRESENT}
 
-    async def resource_changed(type: str, namespace: str | None, name: str, **_: Any) -> None:
-        if type != "DELETED" and namespace:
-            await reconciler.reconcile(namespace, name)
+    async def resource_changed(
+        type: str | None, namespace: str | None, name: str, body: Mapping[str, Any], **_: Any
+    ) -> None:
+        if namespace:
+            await reconciler.resource_changed(type, namespace, name, body)
 
     async def child_changed(namespace: str | None, labels: Mapping[str, str], type: str | None, **_: Any) -> None:
         if namespace and not listed(type):

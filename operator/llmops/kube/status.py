@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 
@@ -19,10 +19,15 @@ def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _patch(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+_written: dict[tuple[str, str, str], str] = {}
+"""(plural, namespace, name) -> the resourceVersion our last status write gave the object."""
+
+
+def _patch(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> str:
+    written = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, plural, name, {"status": patch}
     )
+    return str(cast(dict[str, Any], written).get("metadata", {}).get("resourceVersion", ""))
 
 
 async def write_status(resource: Resource, observed: dict[str, Any], status: dict[str, Any]) -> bool:
@@ -30,5 +35,15 @@ async def write_status(resource: Resource, observed: dict[str, Any], status: dic
     patch = status_patch(observed, status)
     if not patch:
         return False
-    await call(_patch, resource.crd.plural, resource.namespace, resource.name, patch)
+    key = (resource.crd.plural, resource.namespace, resource.name)
+    _written[key] = await call(_patch, *key, patch)
     return True
+
+
+def is_own_write(plural: str, namespace: str, name: str, resource_version: str | None) -> bool:
+    """The object is exactly as our last status write left it: a reconcile of it would change nothing."""
+    return bool(resource_version) and _written.get((plural, namespace, name)) == resource_version
+
+
+def forget(plural: str, namespace: str, name: str) -> None:
+    _written.pop((plural, namespace, name), None)
