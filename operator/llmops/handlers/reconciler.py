@@ -107,6 +107,10 @@ class Reconciler(Generic[R]):
             lock.release()
 
     async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
+        with read.one_look():
+            return await self._observe_plan_apply(namespace, name)
+
+    async def _observe_plan_apply(self, namespace: str, name: str) -> Plan | None:
         body = await read.get(API_VERSION, self.kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._rejected.pop((namespace, name), None)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kubernetes import client
@@ -11,6 +14,10 @@ from kubernetes.client.exceptions import ApiException
 from .client import api_client, call, dynamic, is_not_found
 
 log = logging.getLogger(__name__)
+Key = tuple[str, str, str, str]
+_remembered: contextvars.ContextVar[dict[Key, dict[str, Any] | None] | None] = contextvars.ContextVar(
+    "remembered", default=None
+)
 
 
 def _get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -31,8 +38,30 @@ def _list(api_version: str, kind: str, namespace: str, selector: str, fields: st
     return items
 
 
+@contextmanager
+def one_look() -> Iterator[None]:
+    """Within, an object read once (or found missing) is not read again: one reconcile's view.
+
+    A reconcile reads a child to decide, then applies it; without this, the apply would read the
+    child a second time, milliseconds later, to compare. A change in between comes as an event
+    of its own and gets a reconcile of its own.
+    """
+    token = _remembered.set({})
+    try:
+        yield
+    finally:
+        _remembered.reset(token)
+
+
 async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    return await call(_get, api_version, kind, namespace, name)
+    remembered = _remembered.get()
+    key = (api_version, kind, namespace, name)
+    if remembered is not None and key in remembered:
+        return remembered[key]
+    found = await call(_get, api_version, kind, namespace, name)
+    if remembered is not None:
+        remembered[key] = found
+    return found
 
 
 async def list_(api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[dict[str, Any]]:
