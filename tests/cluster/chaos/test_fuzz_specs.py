@@ -299,11 +299,16 @@ def check_created(operator: OperatorProcess, kube: Kube, per_kind: int) -> None:
             TALLY.created[kind] += 1
             created.append((kind, obj["metadata"]["name"]))
 
-    def unsettled() -> list[str] | None:
-        waiting = [w for kind, name in created if (w := settled(custom, kube.ns, kind, name))]
-        return None if waiting else waiting
+    waiting: list[str] = []
 
-    wait_for(lambda: unsettled() is None, 240, f"every fuzzed object reconciled (log: {operator.log_path})", 3)
+    def all_settled() -> bool:
+        waiting[:] = [w for kind, name in created if (w := settled(custom, kube.ns, kind, name))]
+        return not waiting
+
+    try:
+        wait_for(all_settled, 420, "every fuzzed object reconciled", 3)  # generous: the machine is shared
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nnot reconciled: {waiting}\n(log: {operator.log_path})") from None
     time.sleep(15)  # three resyncs: a failing reconcile would show up in the log by now
     assert operator.proc is not None and operator.proc.poll() is None, f"operator exited: {operator.log_tail()}"
     failures = failed_reconciles(operator.log_path.read_text(errors="replace"), kube.ns)
