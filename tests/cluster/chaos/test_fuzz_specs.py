@@ -49,7 +49,7 @@ from tests.support.operator import OperatorProcess, wait_for
 
 # celpy raises the recursion limit while hypothesis runs; hypothesis says so on every test
 pytestmark = pytest.mark.filterwarnings("ignore:The recursion limit will not be reset")
-FAST_SPECS = 200
+FAST_SPECS = 300
 FULL_SPECS = 2000
 FAST_CREATED = 6
 FULL_CREATED = 30
