@@ -1,4 +1,4 @@
-"""A served LLMModel's reconcile reads what can still change its plan: not its finished build Job and pods."""
+"""An LLMModel reconcile reads what can change its plan: not a finished build, nor serving pods before a build."""
 
 from __future__ import annotations
 
@@ -85,6 +85,11 @@ def test_a_model_not_built_yet_reads_its_build_job(reads: Reads) -> None:
     fresh = model()
     asyncio.run(llmmodel.observe(fresh))
     assert ("get", "Job", build_job_name(fresh, build_hash(fresh, SOURCE, llmmodel.SETTINGS))) in reads.requests
+
+
+def test_a_model_not_built_yet_lists_no_serving_pods(reads: Reads) -> None:
+    asyncio.run(llmmodel.observe(model()))
+    assert not [r for r in reads.requests if r[0] == "list" and "serving" in r[2]]
 
 
 def test_the_build_job_does_not_change_a_served_models_plan() -> None:

@@ -108,10 +108,16 @@ def serves_build(model: LLMModel, hash_: str) -> bool:
 async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> LLMModelObservation:
     """What every reconcile reads: the serving Deployment, its pods, and the canary replicas a Rollout holds."""
     ns = model.namespace
+    deployment = await read.get("apps/v1", "Deployment", ns, model.name)
+    pods: list[dict[str, Any]] = []
+    if model.status.artifact is not None:
+        # Nothing serves before the first build: a new model's reconciles skip the list. (The one
+        # that records the first artifact creates the Deployment; its pods come with their events.)
+        pods = await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving")))
     return LLMModelObservation(
         fine_tune_job=fine_tune,
-        deployment=await read.get("apps/v1", "Deployment", ns, model.name),
-        serving_pods=await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving"))),
+        deployment=deployment,
+        serving_pods=pods,
         held_replicas=held_replicas(model.name, indexes.rollouts(ns)),
     )
 
