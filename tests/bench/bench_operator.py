@@ -577,7 +577,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "sizes": [50, 100] if quick else [100, 500, 2000],
         "population": 200 if quick else 5000,
         "idle_size": 100 if quick else 500,
-        "idle_minutes": 0.5 if quick else 2.0,
+        "idle_minutes": 1.0 if quick else 2.0,
         "churn_seconds": 15.0 if quick else 60.0,
         "soak_minutes": 0.5 if quick else 2.0,
         "handover_runs": 1 if quick else 3,
