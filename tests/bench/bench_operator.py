@@ -290,6 +290,7 @@ class Bench:
         f.setdefault("writes_per_reconcile_by_n", {})[key] = round(made["write"] / max(passes, 1), 3)
         f.setdefault("writes_per_model", {})[key] = round(made["write"] / n, 2)
         f.setdefault("reads_per_model", {})[key] = round(made["read"] / n, 2)
+        f.setdefault("requests_per_model", {})[key] = {k: round(v / n, 2) for k, v in made.items()}
         f.setdefault("reconciles_per_model", {})[key] = round(passes / n, 2)
         f.setdefault("ready_s", {})[key] = round(ready, 1)
         f.setdefault("_writes", []).append((made["write"], passes))
@@ -372,7 +373,7 @@ class Bench:
         time.sleep(minutes * 60)
         made = delta(self.counts(), before)
         per_min = {k: round(v / minutes, 1) for k, v in made.items()}
-        self.figures["idle_requests_per_min"] = round(sum(made.values()) / minutes, 1)
+        self.figures["idle_requests_per_min"] = round((made["write"] + made["read"] + made["watch"]) / minutes, 1)
         self.figures["idle_requests_per_min_by_verb"] = per_min
         self.figures["idle_reconciles_per_min"] = round((reconciles(process) - passes) / minutes, 1)
         self.figures["idle_size"] = n
@@ -420,13 +421,17 @@ class Bench:
         n = len(population)
         wait_for(lambda: reconciles(fresh) >= n, self.args.timeout_per_model * n + 300, f"{n} reconciles", 0.5)
         ready = time.monotonic() - started
-        time.sleep(self.args.settle)
+        self.quiesce(fresh, n)
         made = delta(self.counts(), before)
         self.figures["restart_writes"] = made["write"]
         self.figures["restart_reads"] = made["read"]
         self.figures["restart_ready_s"] = round(ready, 1)
         self.figures["restart_healthy_s"] = round(healthy, 1)
         self.figures["restart_size"] = n
+        # A process that never saw the burst of creations: what the population itself costs.
+        rss = round(rss_mib(fresh), 1)
+        self.figures["rss_mib_restarted"] = {str(n): rss}
+        self.figures["rss_kib_per_resource_restarted"] = round((rss - self.figures["rss_mib"]["0"]) * 1024 / n, 2)
         log(f"  restart over {n} models: {made} requests, every model reconciled after {ready:.1f}s")
         return fresh
 

@@ -1,7 +1,8 @@
 """Count one client's requests to the apiserver, as the apiserver itself counts them.
 
 The client (the operator under test) runs as a ServiceAccount of its own. FlowSchemas that match
-only that account, one per class of verb, send its requests to the `exempt` priority level (where
+only that account, one per class of request (status writes, Event writes, other writes, gets,
+lists, watches), send its requests to the `exempt` priority level (where
 the admin user's requests go too, so it is never throttled), and the apiserver counts every
 request it dispatches per FlowSchema in `apiserver_flowcontrol_dispatched_requests_total`. Nothing
 sits between the client and the apiserver, so counting costs the client nothing, and every request
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +21,47 @@ import yaml
 
 from tests.support.rawapi import RawApi
 
-VERB_CLASSES: dict[str, list[str]] = {
-    "write": ["create", "update", "patch", "delete", "deletecollection"],
-    "read": ["get", "list"],
-    "watch": ["watch"],
-}
+WRITES = ["create", "update", "patch", "delete", "deletecollection"]
+STATUSES = ["llmmodels/status", "finetunejobs/status", "evalsuites/status", "rollouts/status"]
+
+
+@dataclass(frozen=True)
+class RequestClass:
+    """Requests of some verbs on some resources; the most specific classes match first."""
+
+    name: str
+    verbs: list[str]
+    resources: list[str] = field(default_factory=lambda: ["*"])
+    groups: list[str] = field(default_factory=lambda: ["*"])
+    precedence: int = 60
+
+
+CLASSES = [
+    RequestClass("write_status", WRITES, STATUSES, ["llmops.dev"], 50),
+    RequestClass("write_event", WRITES, ["events"], ["", "events.k8s.io"], 50),
+    RequestClass("write_other", WRITES),
+    RequestClass("get", ["get"]),
+    RequestClass("list", ["list"]),
+    RequestClass("watch", ["watch"]),
+]
+"""The precedences lie before every suggested FlowSchema but `exempt` and `probes`, which match other users."""
+SUMS = {"write": ["write_status", "write_event", "write_other"], "read": ["get", "list"]}
 DISPATCHED = re.compile(
     r"^apiserver_flowcontrol_dispatched_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.e+]+)$", re.M
 )
 FLOW_SCHEMA = re.compile(r'flow_schema="([^"]*)"')
-PRECEDENCE = 50
-"""Before every suggested FlowSchema but `exempt` and `probes`, which match other users."""
 
 
 @dataclass
 class RequestCounter:
-    """A ServiceAccount identity whose requests the apiserver counts by class of verb."""
+    """A ServiceAccount identity whose requests the apiserver counts by class."""
 
     api: RawApi
     namespace: str
     name: str
 
-    def schema(self, verb_class: str) -> str:
-        return f"{self.name}-{verb_class}"
+    def schema(self, request_class: str) -> str:
+        return f"{self.name}-{request_class}".replace("_", "-")
 
     def install(self) -> None:
         """The account (cluster-admin: the operator's own RBAC is the chart's business) and its FlowSchemas."""
@@ -57,30 +76,36 @@ class RequestCounter:
             },
         )
         subject = {"kind": "ServiceAccount", "serviceAccount": {"name": self.name, "namespace": ns}}
-        for verb_class, verbs in VERB_CLASSES.items():
+        for request in CLASSES:
             rule: dict[str, Any] = {
                 "subjects": [subject],
                 "resourceRules": [
-                    {"verbs": verbs, "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"], "clusterScope": True}
+                    {
+                        "verbs": request.verbs,
+                        "apiGroups": request.groups,
+                        "resources": request.resources,
+                        "namespaces": ["*"],
+                        "clusterScope": True,
+                    }
                 ],
             }
-            if verb_class == "read":
+            if request.name == "get":
                 rule["nonResourceRules"] = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
             self.api.create(
                 "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
                 {
-                    "metadata": {"name": self.schema(verb_class), "labels": {"llmops.dev/test": "true"}},
+                    "metadata": {"name": self.schema(request.name), "labels": {"llmops.dev/test": "true"}},
                     "spec": {
                         "priorityLevelConfiguration": {"name": "exempt"},
-                        "matchingPrecedence": PRECEDENCE,
+                        "matchingPrecedence": request.precedence,
                         "rules": [rule],
                     },
                 },
             )
 
     def remove(self) -> None:
-        for verb_class in VERB_CLASSES:
-            self.api.delete(f"/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/{self.schema(verb_class)}")
+        for request in CLASSES:
+            self.api.delete(f"/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/{self.schema(request.name)}")
         self.api.delete(f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{self.name}")
 
     def write_kubeconfig(self, admin_kubeconfig: Path, path: Path, hours: int = 6) -> Path:
@@ -107,14 +132,16 @@ class RequestCounter:
         return path
 
     def counts(self) -> dict[str, int]:
-        """Requests dispatched so far, by class of verb (counters since the apiserver started)."""
+        """Requests dispatched so far by class, and the sums `write` and `read` (since the apiserver started)."""
         text = self.api.text("/metrics")
-        wanted = {self.schema(c): c for c in VERB_CLASSES}
-        found = dict.fromkeys(VERB_CLASSES, 0)
+        wanted = {self.schema(c.name): c.name for c in CLASSES}
+        found = {c.name: 0 for c in CLASSES}
         for match in DISPATCHED.finditer(text):
             schema = FLOW_SCHEMA.search(match.group("labels"))
             if schema and schema.group(1) in wanted:
                 found[wanted[schema.group(1)]] += int(float(match.group("value")))
+        for total, parts in SUMS.items():
+            found[total] = sum(found[p] for p in parts)
         return found
 
 
