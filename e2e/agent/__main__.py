@@ -115,7 +115,8 @@ class PodRunner:
         self.address: str | None = None
         self.start_time = pod.get("status", {}).get("startTime") or pods.now()
         self.stopping = asyncio.Event()
-        self.published: dict[str, Any] | None = None
+        self.published: str | None = None
+        """The last status written, to write only changes."""
         self.finished = False
         self.torn_down = False
         self.detached = False

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,7 +139,6 @@ class ContainerState:
     ready: bool = False
     started: bool = False
     pid: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def status(self) -> dict[str, Any]:
         if self.terminated is not None:
