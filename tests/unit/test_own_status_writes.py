@@ -55,6 +55,9 @@ async def plan(resource: LLMModel, now: datetime) -> Plan:
 def event(reconciler: Reconciler[LLMModel], type_: str | None, version: str) -> None:
     async def deliver() -> None:
         await reconciler.resource_changed(type_, NS, NAME, {"metadata": {"resourceVersion": version}})
+        await asyncio.sleep(0.01)  # the reconcile it started, if any, begins
+        while reconciler._running:
+            await asyncio.gather(*reconciler._running)
         for pending in list(reconciler._scheduled.values()):
             pending.cancel()
 

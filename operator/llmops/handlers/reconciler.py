@@ -29,6 +29,11 @@ from . import peering
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
 MAX_BACKOFF = 300.0
+CHILD_EVENTS_WINDOW = 1.0
+"""Children change in bursts (a build pod is scheduled, runs and ends; its Job notes each step):
+the parent is reconciled once, this many seconds after the first event of a burst, not once per
+event. kopf's handlers only start the reconcile: they return at once, and kopf lets go of the
+event's body instead of holding it while the reconcile waits its turn."""
 
 
 @dataclass
@@ -177,23 +182,36 @@ class Reconciler(Generic[R]):
             # decided from everything this event shows. Each write would otherwise cost one more
             # reconcile (every read of it) that changes nothing.
             return
-        await self.reconcile(namespace, name)
+        self.schedule(namespace, name, 0)
+
+    def child_changed(self, namespace: str, name: str) -> None:
+        """An event of one of the resource's children: reconcile it once the burst is over."""
+        self.schedule(namespace, name, CHILD_EVENTS_WINDOW)
 
     def schedule(self, namespace: str, name: str, delay: float) -> None:
-        """Reconcile again after `delay` seconds (one pending timer per resource)."""
+        """Reconcile within `delay` seconds: one pending timer per resource, the one due first.
+
+        Every reconcile reads everything afresh, so one due earlier serves a later one too; and a
+        resync set when a reconcile ends must not push back one that an event set meanwhile.
+        """
         key = (namespace, name)
-        pending = self._scheduled.pop(key, None)
-        if pending is not None:
-            pending.cancel()
         loop = asyncio.get_running_loop()
+        pending = self._scheduled.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()
 
         def start() -> None:
+            if self._scheduled.get(key) is handle:
+                del self._scheduled[key]
             # Keep a reference: the event loop holds tasks only weakly.
             task = loop.create_task(self.reconcile(namespace, name))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-        self._scheduled[key] = loop.call_later(delay, start)
+        handle = loop.call_later(delay, start)
+        self._scheduled[key] = handle
 
 
 def listed(type_: str | None) -> bool:
@@ -225,7 +243,7 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
 
     async def child_changed(namespace: str | None, labels: Mapping[str, str], type: str | None, **_: Any) -> None:
         if namespace and not listed(type):
-            await reconciler.reconcile(namespace, labels[owner_label])
+            reconciler.child_changed(namespace, labels[owner_label])
 
     kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(resource_changed)
     for group, version, children in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
