@@ -128,3 +128,8 @@ chart-check: dev lint-images $(CHECKOV_VENV)/.installed ## helm lint --strict, r
 	  --directory $(CHART_RENDERED)
 
 .PHONY: lint-images images chart-check
+
+security-audit: dev ## bandit + pip-audit over operator/ and images/ (own pinned virtualenv, .venv-audit)
+	VENV=$(VENV) e2e/security-audit.sh
+
+.PHONY: security-audit
