@@ -8,6 +8,7 @@ Nothing is stored on the user's object except status: no annotations, no finaliz
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -206,11 +207,14 @@ class Reconciler(Generic[R]):
             if self._scheduled.get(key) is handle:
                 del self._scheduled[key]
             # Keep a reference: the event loop holds tasks only weakly.
-            task = loop.create_task(self.reconcile(namespace, name))
+            task = loop.create_task(self.reconcile(namespace, name), context=contextvars.Context())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-        handle = loop.call_later(delay, start)
+        # An empty context: a timer keeps the context it is set in, and one set in a kopf handler
+        # (or in a reconcile such a timer started, and so on) would keep kopf's cause of that
+        # event, with the event's whole body, for as long as the resource exists.
+        handle = loop.call_later(delay, start, context=contextvars.Context())
         self._scheduled[key] = handle
 
 
