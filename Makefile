@@ -88,7 +88,13 @@ ROLLOUT_RUNS ?= 5
 bench-rollout: dev cluster-bins ## rollback time of a failing canary, ROLLOUT_RUNS runs on the local cluster (.bench/rollout.json)
 	$(PY) tests/bench/bench_rollout.py --runs $(ROLLOUT_RUNS)
 
-.PHONY: test-workloads bench-workloads bench-rollout
+bench-operator: dev cluster-bins ## operator throughput vs a plain client, writes per reconcile, latency under churn, RSS, restart and idle cost, leader handover (.bench/operator.json)
+	$(PY) tests/bench/bench_operator.py
+
+bench: bench-workloads bench-rollout bench-operator ## every benchmark, then one table of all figures with their goals
+	$(PY) tests/bench/report.py
+
+.PHONY: test-workloads bench-workloads bench-rollout bench-operator bench
 
 # ---- the chart and the images (charts/llmops-operator, images/) --------------------------
 HELM = $(shell e2e/cluster.sh which helm)
