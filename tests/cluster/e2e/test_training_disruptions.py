@@ -89,10 +89,12 @@ def test_evicted_trainer_resumes_from_its_checkpoint(pipeline_operator: Operator
     assert status["resumes"] == 1, status
     resumed_from = status["lastResumedFromStep"]
     assert resumed_from >= CHECKPOINT_EVERY, status
-    assert 0 <= last_step - resumed_from <= CHECKPOINT_EVERY + 10, (last_step, resumed_from)  # ≤ one interval lost
+    # At most one checkpoint interval behind the step it had reached when evicted (it may even be
+    # ahead: the trainer keeps going, and checkpointing, during its grace period).
+    assert last_step - resumed_from <= CHECKPOINT_EVERY + 10, (last_step, resumed_from)
     batch_job = json.loads(pipeline.kubectl("get", "job", "evicted-train", "-n", namespace, "-o", "json"))
     assert batch_job["status"].get("failed", 0) == 0, batch_job["status"]  # the eviction used no retry
-    print(f"evicted at step {last_step}, resumed from {resumed_from}: {last_step - resumed_from} steps redone")
+    print(f"evicted at step {last_step}, resumed from {resumed_from}: {max(0, last_step - resumed_from)} steps redone")
 
 
 def test_configuration_error_fails_after_one_attempt(pipeline_operator: OperatorProcess, namespace: str) -> None:
