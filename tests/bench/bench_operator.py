@@ -616,6 +616,9 @@ def table(figures: dict[str, Any]) -> Iterable[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Stopped (Ctrl-C, or SIGTERM; a background job ignores SIGINT): clean up all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cluster("up")
     admin_kubeconfig = Path(cluster("kubeconfig"))
     admin = RawApi.from_kubeconfig(str(admin_kubeconfig), pool_size=32)
