@@ -45,6 +45,7 @@ from .common import (
     condition,
     container_resources,
     content_hash,
+    parse_time,
     pod_scheduling,
     set_condition,
     transition_events,
@@ -737,9 +738,46 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
         children=children,
         status=status.wire(),
         events=gate_events + transition_events(before, conditions, WARNING_REASONS),
-        requeue_after=None if status.phase == "Ready" else 10.0,
+        requeue_after=None if status.phase == "Ready" else poll_after(children, observed, now),
         patches=patches,
     )
+
+
+POLL_SECONDS = 10.0
+
+
+def poll_after(children: list[Manifest], observed: LLMModelObservation, now: datetime) -> float | None:
+    """How soon to look again at a model that is not Ready, when no event may say it changed.
+
+    Its Jobs, pods and Deployments are watched, so most waits need no polling. A build Job that
+    has no pods is the exception: why they cannot be created shows only in Events, which are not
+    watched. Such a Job is looked at after 10 s, then less often the longer it stays without pods
+    (half its age), so a controller-manager working off thousands of Jobs is not asked about each
+    every 10 s; the resync period is the longest wait.
+    """
+    observed_jobs = {
+        job["metadata"]["name"]: (job, pods)
+        for job, pods in (
+            (observed.build_job, observed.build_pods),
+            (observed.reference_build_job, observed.reference_build_pods),
+        )
+        if job is not None
+    }
+    soonest: float | None = None
+    for child in children:
+        if child["kind"] != "Job":
+            continue
+        found = observed_jobs.get(child["metadata"]["name"])
+        if found is None:
+            return POLL_SECONDS  # created by this plan
+        job, pods = found
+        if pods or job_condition(job, "Complete") or job_condition(job, "Failed"):
+            continue
+        created = (job.get("metadata") or {}).get("creationTimestamp")
+        age = (now - parse_time(created)).total_seconds() if created else 0.0
+        wait = max(POLL_SECONDS, age / 2)
+        soonest = wait if soonest is None else min(soonest, wait)
+    return soonest
 
 
 def phase_of(conditions: list[Condition], building: bool, has_artifact: bool) -> Phase:
