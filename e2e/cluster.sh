@@ -352,6 +352,9 @@ cmd_up() {
   else
     stop_orphans
   fi
+  # pid files of processes that are gone (a reboot, a fresh machine over the same checkout)
+  # would read as components that died while starting
+  rm -f "$state"/pids/*.pid
   local t0=$SECONDS p
   for p in "$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT"; do
     port_busy "$p" && die "port 127.0.0.1:$p is in use by another process (override with LLMOPS_*_PORT)"

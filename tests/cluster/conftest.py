@@ -39,7 +39,7 @@ import re
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that ran an operator shows the operator's last log lines in its report."""
+    report = yield
+    operator = getattr(item, "funcargs", {}).get("operator")
+    if report.failed and isinstance(operator, OperatorProcess):
+        report.sections.append(("operator log (last 80 lines)", operator.log_tail(80)))
+    return report
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
     versions = read_versions()
@@ -250,10 +262,36 @@ def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
                 raise
 
 
+def wait_for_deleted_namespaces(api_client: Any, timeout: float = 180.0) -> None:
+    """Wait until no namespace of this run is still being deleted.
+
+    A new operator watches every namespace of the run: resources of earlier modules' namespaces
+    that are still terminating would be its first work, ahead of the module's own tests.
+    """
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        terminating = [
+            n.metadata.name
+            for n in core.list_namespace(label_selector="llmops.dev/test=true").items
+            if n.metadata.name.startswith(f"t{TEST_RUN}-") and n.status.phase == "Terminating"
+        ]
+        if not terminating:
+            return
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def operator(
-    kubectl: Kubectl, kubeconfig: str, namespace_glob: str, tmp_path_factory: pytest.TempPathFactory
+    kubectl: Kubectl,
+    kubeconfig: str,
+    api_client: Any,
+    namespace_glob: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
+    wait_for_deleted_namespaces(api_client)
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
     kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd", "-l", "app.kubernetes.io/part-of=llmops-operator"

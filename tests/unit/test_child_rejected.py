@@ -14,6 +14,7 @@ from llmops.api.llmmodel import LLMModel
 from llmops.handlers import reconciler as module
 from llmops.handlers.reconciler import Reconciler
 from llmops.kube.apply import ChildRejected, rejection
+from llmops.kube.client import is_namespace_terminating
 from llmops.plan.common import Event, Plan
 
 CHILD = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "m", "namespace": "ns"}}
@@ -90,3 +91,47 @@ def test_a_rejected_child_degrades_the_resource_once_without_retrying(monkeypatc
     cluster.body["metadata"]["generation"] = 2
     asyncio.run(reconciler.reconcile("ns", "m"))
     assert cluster.applies == 2
+
+
+def terminating(kind: str) -> ApiException:
+    error = ApiException(status=403, reason="Forbidden")
+    error.body = json.dumps(
+        {
+            "kind": "Status",
+            "reason": "Forbidden",
+            "message": f'{kind} "m" is forbidden: unable to create new content in namespace ns because it is being '
+            "terminated",
+            "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}]},
+        }
+    )
+    return error
+
+
+def test_only_a_namespace_being_deleted_reads_as_terminating() -> None:
+    assert is_namespace_terminating(terminating("jobs.batch"))
+    assert not is_namespace_terminating(invalid(403, "forbidden: RBAC"))
+    assert not is_namespace_terminating(invalid(422, "nope"))
+
+
+def test_a_resource_whose_namespace_is_being_deleted_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster = FakeCluster()
+
+    async def refused(manifests: list[dict[str, Any]]) -> int:
+        cluster.applies += 1
+        raise terminating("jobs.batch")
+
+    monkeypatch.setattr(module.read, "get", cluster.get)
+    monkeypatch.setattr(module, "apply_all", refused)
+
+    async def plan(model: LLMModel, now: datetime) -> Plan:
+        return Plan(children=[CHILD])
+
+    async def scenario() -> Reconciler[LLMModel]:
+        reconciler = Reconciler(LLMModel, plan, resync_seconds=1)
+        await reconciler.reconcile("ns", "m")
+        return reconciler
+
+    reconciler = asyncio.run(scenario())
+    assert cluster.applies == 1
+    assert not reconciler._scheduled and not reconciler._failures
+    assert "status" not in cluster.body and not cluster.events

@@ -23,6 +23,7 @@ import pydantic
 from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
+from ..kube.client import is_namespace_terminating
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import MANAGED_BY, Event, Plan, set_condition
 from . import peering
@@ -70,7 +71,12 @@ class Reconciler(Generic[R]):
             started = time.monotonic()
             try:
                 plan = await self._reconcile_once(namespace, name)
-            except Exception:
+            except Exception as error:
+                if is_namespace_terminating(error):
+                    # Its namespace is being deleted, and it with it: nothing to create or retry.
+                    log.info("%s %s/%s: its namespace is being deleted", self.kind, namespace, name)
+                    self.forget(key)
+                    return
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 # Back off, but never past the resync period: a failing resource is looked at no
                 # less often than a healthy one, so it recovers within one period of the fault.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -118,3 +119,14 @@ async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def is_not_found(error: Exception) -> bool:
     return isinstance(error, NotFoundError) or (isinstance(error, ApiException) and error.status == 404)
+
+
+def is_namespace_terminating(error: Exception) -> bool:
+    """The apiserver refused a create because the namespace is being deleted (403, NamespaceTerminating)."""
+    if not isinstance(error, ApiException) or error.status != 403:
+        return False
+    try:
+        causes = json.loads(error.body or "{}").get("details", {}).get("causes", [])
+    except (ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from ..api.common import Resource
 from ..plan.common import FIELD_MANAGER, Event
-from .client import api_client, call
+from .client import api_client, call, is_namespace_terminating
 
 log = logging.getLogger(__name__)
 
@@ -42,5 +42,7 @@ async def emit(resource: Resource, events: list[Event]) -> None:
     for event in events:
         try:
             await call(_create, resource, event, datetime.now(UTC))
-        except Exception:  # an Event is best effort: never fail a reconcile for one
+        except Exception as error:  # an Event is best effort: never fail a reconcile for one
+            if is_namespace_terminating(error):
+                return  # the resource goes with its namespace; so would the Event
             log.exception("could not post event %s on %s/%s", event.reason, resource.namespace, resource.name)
