@@ -2,22 +2,29 @@
 
 kwok runs the pods: serving pods become Ready, Job pods complete. The builder's and trainer's
 results (their termination messages) come from the kwok stages e2e/cluster/stages/llmops-*.yaml,
-which stand in for the real programs (tested on their own in tests/workload).
+which stand in for the real programs (tested on their own in tests/workload). Lost pods and
+lost GPU nodes go through the real Job, pod garbage collection and scheduler.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from tests.support.invalid_specs import example, patched
 from tests.support.kube import GROUP, VERSION, Kube, Kubectl, event_reasons, llmmodel, ready
 from tests.support.operator import OperatorProcess, wait_for
+
+NODES = Path(__file__).resolve().parents[2] / "e2e" / "cluster" / "nodes.yaml"
 
 
 def test_example_model_is_built_served_and_ready(operator: OperatorProcess, kube: Kube, kubectl: Kubectl) -> None:
@@ -165,6 +172,74 @@ def test_a_training_pod_lost_mid_run_is_replaced_and_the_resume_recorded(
     assert status["resumes"] == 1
     assert status["workerPod"] != first
     assert "lastResumedFromStep" in status
+
+
+def lone_gpu_node(name: str, pool: str, kwok: bool = True) -> dict[str, Any]:
+    """A GPU node like e2e/cluster/nodes.yaml's, in a pool only one test's pods select.
+
+    Without kwok nothing runs its pods: the test plays the kubelet, so a pod stays running
+    on it for as long as the test needs.
+    """
+    node = copy.deepcopy(next(yaml.safe_load_all(NODES.read_text())))
+    node["metadata"]["name"] = name
+    node["metadata"]["labels"].update({"kubernetes.io/hostname": name, "llmops.dev/pool": pool})
+    if not kwok:
+        del node["metadata"]["annotations"]["kwok.x-k8s.io/node"]
+        node["status"]["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+    return node
+
+
+def run_as_kubelet(kube: Kube, pod: Any) -> None:
+    """Mark a pod running, as the kubelet of its node would."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    containers = [
+        {"name": c.name, "image": c.image, "imageID": "", "ready": True, "restartCount": 0, "started": True,
+         "state": {"running": {"startedAt": now}}}
+        for c in pod.spec.containers
+    ]  # fmt: skip
+    kube.core.patch_namespaced_pod_status(
+        pod.metadata.name,
+        kube.ns,
+        {"status": {"phase": "Running", "startTime": now, "podIP": "10.240.9.9", "containerStatuses": containers}},
+    )
+
+
+def test_a_gpu_node_lost_mid_run_costs_no_retry_and_the_trainer_moves(
+    operator: OperatorProcess, kube: Kube, kubectl: Kubectl, training_priority: None
+) -> None:
+    pool = f"lost-{kube.ns[-6:]}"
+    first, second = f"{pool}-a", f"{pool}-b"
+    kubectl("apply", "-f", "-", input=yaml.safe_dump(lone_gpu_node(first, pool, kwok=False)))
+    try:
+        kube.create(llmmodel())
+        job = finetunejob(1)
+        job["spec"]["scheduling"]["nodeSelector"] = {"llmops.dev/pool": pool}
+        kube.create(job)
+
+        def trainer_on(node: str) -> Any:
+            pods = kube.core.list_namespaced_pod(kube.ns, label_selector="app.kubernetes.io/component=trainer").items
+            return next((p for p in pods if p.spec.node_name == node), None)
+
+        lost = wait_for(lambda: trainer_on(first), 60, f"the trainer scheduled on {first}")
+        run_as_kubelet(kube, lost)
+        wait_for(lambda: kube.get("finetunejobs", "ft-1").get("status", {}).get("phase") == "Running", 30, "Running")
+        # The node goes away with the pod on it: the pod garbage collector fails the pod as a
+        # disruption (DisruptionTarget) and deletes it, and the Job makes another.
+        kube.core.delete_node(first)
+        kubectl("apply", "-f", "-", input=yaml.safe_dump(lone_gpu_node(second, pool)))
+        status = wait_for(
+            lambda: (s := kube.get("finetunejobs", "ft-1").get("status", {})).get("phase") == "Succeeded" and s,
+            180,
+            "Succeeded on the other node",
+        )
+        assert status["resumes"] == 1 and status["workerPod"] != lost.metadata.name
+        assert trainer_on(second) is not None
+        [trainer] = kube.batch.list_namespaced_job(kube.ns, label_selector="app.kubernetes.io/component=trainer").items
+        assert not trainer.status.failed, "a lost node must not consume the Job's retries"
+    finally:
+        for node in (first, second):
+            with contextlib.suppress(client.ApiException):
+                kube.core.delete_node(node)
 
 
 def test_killing_the_operator_at_random_moments_never_duplicates_children(

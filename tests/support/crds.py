@@ -142,9 +142,7 @@ def _go_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
 
 
-def _pattern(
-    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: dict[str, Any]
-) -> Any:
+def _pattern(validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
     if validator.is_type(instance, "string") and not _go_regex(pattern).search(instance):
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 

@@ -59,7 +59,7 @@ def first_value(response: dict[str, Any]) -> float | None:
 
 
 class Prometheus:
-    """`prometheus` as a child process; stop() ends it by PID and removes its data directory."""
+    """`prometheus` as a child process; down()/up() take it away and back; stop() also removes its data."""
 
     def __init__(self, targets: list[Target], scrape_interval: str = "1s") -> None:
         binary = prometheus_binary()
@@ -67,14 +67,25 @@ class Prometheus:
             raise RuntimeError(f"prometheus is not installed: run e2e/system-deps.sh (or set {BINARY_ENV})")
         self.dir = Path(tempfile.mkdtemp(prefix="llmops-prometheus-"))
         self.port = free_port()
-        config = self.dir / "prometheus.yml"
-        config.write_text(json.dumps(scrape_config(targets, scrape_interval), indent=2))  # JSON is YAML
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(json.dumps(scrape_config(targets, scrape_interval), indent=2))  # JSON is YAML
         self.log_path = self.dir / "prometheus.log"
-        with self.log_path.open("wb") as log:
+        self.binary = binary
+        try:
+            self.up()
+            # Service discovery hands targets to the scrapers only every 5 s: ready is not scraping.
+            wait_for(lambda: self.targets_up() == len(targets), 60, f"{len(targets)} targets up")
+        except BaseException:
+            self.stop()
+            raise
+
+    def up(self) -> None:
+        """Start the server (again, after down(): same port, same data)."""
+        with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
-                    binary,
-                    f"--config.file={config}",
+                    self.binary,
+                    f"--config.file={self.config}",
                     f"--storage.tsdb.path={self.dir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--storage.tsdb.retention.time=1d",
@@ -84,13 +95,17 @@ class Prometheus:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        try:
-            wait_for(self.ready, 60, f"prometheus ready on :{self.port}")
-            # Service discovery hands targets to the scrapers only every 5 s: ready is not scraping.
-            wait_for(lambda: self.targets_up() == len(targets), 60, f"{len(targets)} targets up")
-        except BaseException:
-            self.stop()
-            raise
+        wait_for(self.ready, 60, f"prometheus ready on :{self.port}")
+
+    def down(self) -> None:
+        """Stop the server and keep its data: queries are refused until up()."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
     @property
     def url(self) -> str:
@@ -133,13 +148,8 @@ class Prometheus:
         }
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if hasattr(self, "proc"):
+            self.down()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:

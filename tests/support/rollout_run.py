@@ -60,7 +60,7 @@ def error_rate_analysis() -> dict[str, Any]:
     return {"analysis": {"metrics": [metric], "interval": "5s", "count": 3}}
 
 
-def rollout(steps: list[dict[str, Any]], prometheus_url: str) -> dict[str, Any]:
+def rollout(steps: list[dict[str, Any]], prometheus_url: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Rollout",
@@ -73,6 +73,7 @@ def rollout(steps: list[dict[str, Any]], prometheus_url: str) -> dict[str, Any]:
             # Named here as well as in the operator's environment: any other operator watching
             # the shared cluster then measures against this Prometheus too.
             "prometheus": prometheus_url,
+            **spec,
         },
     }
 
@@ -158,6 +159,15 @@ class Namespace:
         return ready and bool((status.get("artifact") or {}).get("digest"))
 
 
+@dataclass
+class Underway:
+    """What a scenario reaches while its Rollout runs, to change the world under it."""
+
+    kube: Namespace
+    prometheus: Prometheus
+    load: LoadGenerator
+
+
 def run_rollout(
     api_client: Any,
     kubeconfig: str,
@@ -169,8 +179,13 @@ def run_rollout(
     rate: float = 50.0,
     timeout: float = 240.0,
     log: Callable[[str], None] = print,
+    spec: dict[str, Any] | None = None,
+    meanwhile: Callable[[Underway], None] | None = None,
 ) -> RolloutRun:
-    """Serve both models, start the load, create the Rollout, and record until it ends."""
+    """Serve both models, start the load, create the Rollout, and record until it ends.
+
+    `spec` adds fields to the Rollout's spec; `meanwhile` runs once the Rollout exists.
+    """
     kube = Namespace(api_client, namespace)
     kube.source_claim()
     kube.create(llmmodel(STABLE, STABLE_REPLICAS))
@@ -212,8 +227,13 @@ def run_rollout(
             # analysis must find the stable's traffic (and the candidate's zeroes) already scraped
             wait_for_samples(prometheus, f'nv_inference_request_success{{{dataplane.MODEL_LABEL}="{STABLE}"}}')
             started = time.time()
-            kube.create(rollout(steps or CANARY_STEPS, prometheus.url))
+            kube.create(rollout(steps or CANARY_STEPS, prometheus.url, **(spec or {})))
             log(f"Rollout created at {time.strftime('%H:%M:%S', time.localtime(started))}")
+            if meanwhile is not None:
+                try:
+                    meanwhile(Underway(kube, prometheus, load))
+                except AssertionError as error:
+                    raise AssertionError(f"{error}\noperator log:\n{operator.log_tail(60)}") from None
 
             def finished() -> dict[str, Any] | None:
                 status = kube.get("rollouts", ROLLOUT).get("status", {})
