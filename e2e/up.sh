@@ -20,9 +20,10 @@ py="$repo/.venv/bin/python"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 
-agent_pid() { pidof_file "$state/agent.pid"; }
-prometheus_pid() { pidof_file "$state/prometheus.pid"; }
-pidof_file() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null && cat "$1"; }
+agent_pid() { pidof_file "$state/agent.pid" e2e/agent; }
+prometheus_pid() { pidof_file "$state/prometheus.pid" prometheus; }
+# the pid in file $1 when that process still runs the command named $2 (pids are reused after a reboot)
+pidof_file() { [[ -f "$1" ]] && grep -qa -- "$2" "/proc/$(cat "$1")/cmdline" 2>/dev/null && cat "$1"; }
 
 up() {
   local started=$SECONDS
@@ -43,6 +44,13 @@ up() {
     nohup "$py" "$repo/e2e/agent" --state "$state/agent" >>"$state/agent.log" 2>&1 &
     echo $! >"$state/agent.pid"
   fi
+  # `kubectl wait` gives up at once on a node that does not exist yet: wait for the agent to register it
+  local tries
+  for ((tries = 0; tries < 120; tries++)); do
+    kubectl get node llmops-local >/dev/null 2>&1 && break
+    agent_pid >/dev/null || { echo "the local node agent exited: see $state/agent.log" >&2; exit 1; }
+    sleep 0.5
+  done
   kubectl wait --for=condition=Ready node/llmops-local --timeout=60s >/dev/null
 
   if ! prometheus_pid >/dev/null; then
@@ -85,8 +93,11 @@ down() {
   if docker info >/dev/null 2>&1; then
     "$repo/e2e/kind/create.sh" delete || true
   fi
-  for component in prometheus agent operator; do  # the agent stops its pods and removes its network
-    if pid=$(pidof_file "$state/$component.pid"); then
+  local entry component pid
+  # component:command; the agent stops its pods and removes its network
+  for entry in prometheus:prometheus agent:e2e/agent; do
+    component=${entry%%:*}
+    if pid=$(pidof_file "$state/$component.pid" "${entry#*:}"); then
       say "stopping $component"
       kill "$pid"
       for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.operator import OperatorProcess
+from tests.support.operator import OperatorProcess, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "e2e"))
@@ -31,11 +31,11 @@ def _agent_running() -> bool:
     pid_file = STATE / "agent.pid"
     if not pid_file.exists():
         return False
-    try:
-        os.kill(int(pid_file.read_text()), 0)
+    try:  # alive, and the agent: a pid file from before a reboot may name some other process now
+        command = Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes()
     except (OSError, ValueError):
         return False
-    return True
+    return b"e2e/agent" in command
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +53,14 @@ def agent(cluster: Any) -> Iterator[None]:
             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True,
         )  # fmt: skip
         (STATE / "agent.pid").write_text(str(process.pid))
+
+    def registered() -> bool:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the local node agent exited {process.returncode}: see {STATE / 'agent.log'}")
+        return pipeline.kubectl("get", "node", "llmops-local", check=False) != ""
+
+    # `kubectl wait` gives up at once on a node that does not exist yet
+    wait_for(registered, 90, "the local node agent to register node llmops-local")
     pipeline.kubectl("wait", "--for=condition=Ready", "node/llmops-local", "--timeout=90s")
     yield
     if process is not None:
