@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     conditions = {"start": machine()}
     log(f"run {bench.run}: sizes {args.sizes}, population {args.population}, logs in {work}")
-    ok = False
+    ok = interrupted = False
     try:
         bench.setup()
         bench.main()
@@ -636,10 +636,15 @@ def main(argv: list[str] | None = None) -> int:
         log(f"failed: {error}")
         for process in bench.processes:
             log(f"operator log {process.log_path}:\n{process.log_tail(20)}")
+    except (KeyboardInterrupt, SystemExit):
+        log("stopped: the figures measured so far are written")
+        interrupted = True
     finally:
         bench.cleanup()
     conditions["end"] = machine()
     bench.figures["machine"] = {**conditions, "duration_s": round(time.monotonic() - started), "quick": args.quick}
+    if interrupted:
+        bench.figures["machine"]["interrupted"] = True
     print("\noperator benchmark")
     print("\n".join(table(bench.figures)))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -125,6 +125,7 @@ def conditions(figures: dict[str, Any]) -> str:
         f"operator run: {start.get('cpus')} CPUs, load {start.get('load_avg_1m')} → {end.get('load_avg_1m')}, "
         f"nice {start.get('nice')}, kube {start.get('kube_version')}, {machine.get('duration_s')} s"
         f"{', quick' if machine.get('quick') else ''}"
+        f"{', interrupted: the figures measured until then' if machine.get('interrupted') else ''}"
     )
 
 
