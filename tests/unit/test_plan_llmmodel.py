@@ -74,7 +74,7 @@ def test_new_model_gets_one_build_job_and_waits() -> None:
         "Degraded": ("False", "AsExpected"),
     }
     assert plan.status["phase"] == "Building"
-    assert [e.reason for e in plan.events] == ["Building", "NotBuilt"]
+    assert [e.reason for e in plan.events] == ["Building"]  # "not ready yet" on creation is no news
     assert plan.requeue_after is not None
 
 
@@ -183,6 +183,29 @@ def test_pods_that_cannot_run_surface_as_degraded(pod_status: dict[str, Any], re
     assert conditions(plan)["Ready"] == ("False", reason)
     assert conditions(plan)["Degraded"] == ("True", reason)
     assert plan.status["phase"] == "Degraded"
+
+
+@pytest.mark.parametrize(("claim_phase", "built", "degraded"), [
+    ("Pending", ("False", "WaitingForVolume"), ("False", "AsExpected")),
+    ("Bound", ("False", "Unschedulable"), ("True", "Unschedulable")),
+])  # fmt: skip
+def test_a_build_waiting_for_its_claim_to_bind_is_not_degraded(
+    claim_phase: str, built: tuple[str, str], degraded: tuple[str, str]
+) -> None:
+    """The scheduler holds the build pod until the repository claim is provisioned: that is a wait."""
+    first, m = step(model({"spec.build.storage": DELETE}), LLMModelObservation())
+    job = {**by_kind(first, "Job")[0], "status": {"active": 1}}
+    unbound = "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+    pod = {
+        "metadata": {"name": "tinystories-base-build-x"},
+        "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": unbound}]},
+    }  # fmt: skip
+    claim = {**by_kind(first, "PersistentVolumeClaim")[0], "status": {"phase": claim_phase}}
+    plan, _ = step(m, LLMModelObservation(build_job=job, build_pods=[pod], repository_claim=claim))
+    assert conditions(plan)["Built"] == built
+    assert conditions(plan)["Degraded"] == degraded
+    assert plan.status["phase"] == ("Building" if claim_phase == "Pending" else "Degraded")
 
 
 def test_model_from_a_running_fine_tune_waits_without_children() -> None:

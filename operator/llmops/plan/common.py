@@ -154,16 +154,25 @@ def condition(conditions: list[Condition], type_: str) -> Condition | None:
 
 
 def transition_events(before: list[Condition], after: list[Condition], warnings: set[str]) -> list[Event]:
-    """One Event per condition whose status or reason changed; reasons in `warnings` are Warnings."""
-    events = []
+    """One Event per condition whose status or reason changed; reasons in `warnings` are Warnings.
+
+    Events are writes, as costly to the apiserver as a child's: one per change a user may act on
+    or look for, not one per condition. Two conditions that change for the same reason with the
+    same message (a pod that cannot be scheduled is why the build waits and why it is degraded)
+    make one Event.
+    """
+    events: list[Event] = []
     for new in after:
         old = condition(before, new.type)
         if old and (old.status, old.reason) == (new.status, new.reason):
             continue
-        if old is None and new.reason == "AsExpected":
-            continue  # "not degraded" on creation is no news
         kind: Literal["Normal", "Warning"] = "Warning" if new.reason in warnings else "Normal"
-        events.append(Event(kind, new.reason, new.message or f"{new.type} is {new.status}"))
+        not_yet = new.reason == "AsExpected" or (new.type == "Ready" and new.status == "False")
+        if old is None and kind == "Normal" and not_yet:
+            continue  # "not degraded" or "not ready yet" on creation is no news
+        event = Event(kind, new.reason, new.message or f"{new.type} is {new.status}")
+        if event not in events:
+            events.append(event)
     return events
 
 

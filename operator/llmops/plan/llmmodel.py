@@ -104,6 +104,8 @@ class LLMModelObservation:
     """The quality gate's Deployments by role (candidate, reference)."""
     gate_suite: EvalSuite | None = None
     """The EvalSuite named by spec.build.qualityGate."""
+    repository_claim: dict[str, Any] | None = None
+    """The model's repository PersistentVolumeClaim (read while a build waits for its pods)."""
 
 
 def build_inputs(build: BuildSpec) -> dict[str, Any]:
@@ -166,9 +168,20 @@ def repository_pvc(model: LLMModel, settings: Settings) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": child_metadata(model, child_name(model.name, "repository"), "repository"),
+        "metadata": child_metadata(model, repository_claim_name(model), "repository"),
         "spec": spec,
     }
+
+
+def repository_claim_name(model: LLMModel) -> str:
+    return child_name(model.name, "repository")
+
+
+def unbound_claim(model: LLMModel, observed: LLMModelObservation) -> bool:
+    """The model's own repository claim exists and is not bound yet (or is not seen yet)."""
+    if model.spec.build.storage is not None:
+        return False
+    return bool((observed.repository_claim or {}).get("status", {}).get("phase") != "Bound")
 
 
 def desired_build_job(
@@ -675,6 +688,9 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
             else:
                 building = True
                 build_problem = outcome.problem
+                if build_problem and build_problem[0] == "Unschedulable" and unbound_claim(model, observed):
+                    # The scheduler waits for the repository claim to be provisioned: a wait, not a fault.
+                    build_problem = ("WaitingForVolume", f"claim {repository_claim_name(model)} is not bound yet")
                 if gate is not None:
                     # The reference builds alongside, so that the gate can judge as soon as the candidate is built.
                     reference = reference_build(model)
@@ -724,7 +740,7 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
 
     if build_failure:
         set_("Degraded", True, "BuildFailed", build_failure)
-    elif build_problem:
+    elif build_problem and build_problem[0] != "WaitingForVolume":
         set_("Degraded", True, *build_problem)
     elif serving_problem:
         set_("Degraded", True, *serving_problem)
