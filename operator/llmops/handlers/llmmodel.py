@@ -24,7 +24,6 @@ from ..plan.llmmodel import (
     gate_deployment_name,
     plan_llmmodel,
     reference_build,
-    repository_claim_name,
     source_of,
 )
 from ..plan.rollout import held_replicas
@@ -42,11 +41,11 @@ NO_BUILD: BuildObservation = (None, [], [])
 
 async def build_job_of(ns: str, name: str) -> BuildObservation:
     """A build Job, its pods, and its Warning Events while it has no pods."""
-    job = await read.get("batch/v1", "Job", ns, name, cached=True)
+    job = await read.get("batch/v1", "Job", ns, name)
     pods: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     if job is not None:
-        pods = await read.job_pods(job)
+        pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
         if not pods:
             events = await read.warning_events(ns, "Job", name)
     return job, pods, events
@@ -75,9 +74,6 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         # artifact: a served model does not read its finished build Job and pods on every resync.
         return await observe_serving(model, fine_tune)
     build = await build_job_of(ns, build_job_name(model, hash_))
-    claim = None
-    if model.spec.build.storage is None:
-        claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model), cached=True)
     gate = active_gate(model)
     reference = NO_BUILD
     suite = None
@@ -88,7 +84,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     gate_deployments: dict[str, dict[str, Any]] = {}
     if model.status.quality_gate is not None:
         for role in GATE_ROLES:
-            found = await read.get("apps/v1", "Deployment", ns, gate_deployment_name(model.name, role), cached=True)
+            found = await read.get("apps/v1", "Deployment", ns, gate_deployment_name(model.name, role))
             if found is not None:
                 gate_deployments[role] = found
     return dataclasses.replace(
@@ -101,7 +97,6 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         reference_build_job_events=reference[2],
         gate_deployments=gate_deployments,
         gate_suite=suite,
-        repository_claim=claim,
     )
 
 
@@ -113,12 +108,12 @@ def serves_build(model: LLMModel, hash_: str) -> bool:
 async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> LLMModelObservation:
     """What every reconcile reads: the serving Deployment, its pods, and the canary replicas a Rollout holds."""
     ns = model.namespace
-    deployment = await read.get("apps/v1", "Deployment", ns, model.name, cached=True)
+    deployment = await read.get("apps/v1", "Deployment", ns, model.name)
     pods: list[dict[str, Any]] = []
     if model.status.artifact is not None:
         # Nothing serves before the first build: a new model's reconciles skip the list. (The one
         # that records the first artifact creates the Deployment; its pods come with their events.)
-        pods = await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving")), cached=True)
+        pods = await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving")))
     return LLMModelObservation(
         fine_tune_job=fine_tune,
         deployment=deployment,

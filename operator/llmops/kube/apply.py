@@ -131,8 +131,7 @@ async def apply(manifest: Manifest) -> bool:
     child it created before its status write and applies onto it instead of duplicating it.
     """
     meta = manifest["metadata"]
-    # From the cache: an apply onto an object the cache has not caught up with changes nothing.
-    current = await get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"], cached=True)
+    current = await get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
     if current is not None and contains(current, manifest):
         return False
     if current is not None and manifest["kind"] == "Job":

@@ -1,11 +1,4 @@
-"""Reads: one object by name, or objects by label selector. 404 is an answer (None), not an error.
-
-A read may ask for the operator's cache of its children (`cached=True`): the copy of each child
-that the watch streams keep (handlers/indexes.py). It is what the apiserver said a moment ago,
-not this instant: fine to compare a child with its manifest before a write (an object missing
-from the cache is applied again, which changes nothing) and to report progress, which the next
-watch event corrects. A decision that cannot be taken back reads the apiserver.
-"""
+"""Reads: one object by name, or objects by label selector. 404 is an answer (None), not an error."""
 
 from __future__ import annotations
 
@@ -13,12 +6,11 @@ import contextvars
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ..plan.workloads import job_condition
 from .client import api_client, call, dynamic, is_not_found
 
 log = logging.getLogger(__name__)
@@ -26,38 +18,6 @@ Key = tuple[str, str, str, str]
 _remembered: contextvars.ContextVar[dict[Key, dict[str, Any] | None] | None] = contextvars.ContextVar(
     "remembered", default=None
 )
-
-
-class Cache(Protocol):
-    """Children of one kind as the watch streams last showed them."""
-
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def list(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]] | None:
-        """The objects carrying all these labels; None when the cache cannot tell (no label it is keyed by)."""
-        ...
-
-
-_caches: dict[tuple[str, str], Cache] = {}
-
-
-def use_cache(api_version: str, kind: str, cache: Cache | None) -> None:
-    """Serve `cached=True` reads of this kind from `cache` (None: from the apiserver again)."""
-    if cache is None:
-        _caches.pop((api_version, kind), None)
-    else:
-        _caches[(api_version, kind)] = cache
-
-
-def equality_selector(selector: str) -> dict[str, str] | None:
-    """A selector of equalities ("a=b,c=d") as a dict; None for anything else (sets, negations, empty)."""
-    labels = {}
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        key, sep, value = term.partition("=")
-        if not sep or key.endswith("!") or " " in key or value.startswith("="):
-            return None
-        labels[key] = value
-    return labels or None
 
 
 def _get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -93,43 +53,19 @@ def one_look() -> Iterator[None]:
         _remembered.reset(token)
 
 
-async def get(api_version: str, kind: str, namespace: str, name: str, cached: bool = False) -> dict[str, Any] | None:
+async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     remembered = _remembered.get()
     key = (api_version, kind, namespace, name)
     if remembered is not None and key in remembered:
         return remembered[key]
-    cache = _caches.get((api_version, kind)) if cached else None
-    if cache is not None:
-        found = cache.get(namespace, name)
-    else:
-        found = await call(_get, api_version, kind, namespace, name)
+    found = await call(_get, api_version, kind, namespace, name)
     if remembered is not None:
         remembered[key] = found
     return found
 
 
-async def list_(
-    api_version: str, kind: str, namespace: str, selector: str, fields: str = "", cached: bool = False
-) -> list[dict[str, Any]]:
-    cache = _caches.get((api_version, kind)) if cached and not fields else None
-    labels = equality_selector(selector) if cache is not None else None
-    if cache is not None and labels is not None:
-        found = cache.list(namespace, labels)
-        if found is not None:
-            return found
+async def list_(api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[dict[str, Any]]:
     return await call(_list, api_version, kind, namespace, selector, fields)
-
-
-async def job_pods(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """A Job's pods: from the cache while it runs, from the apiserver once it has ended.
-
-    An ended Job's result is in its pods' termination messages, and the Job and its pods come on
-    separate watches: the cache may show the Job complete before the pod that holds the result,
-    and the work would be judged to have failed without it.
-    """
-    meta = job["metadata"]
-    ended = job_condition(job, "Complete") or job_condition(job, "Failed")
-    return await list_("v1", "Pod", meta["namespace"], f"job-name={meta['name']}", cached=not ended)
 
 
 async def warning_events(namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
