@@ -24,6 +24,7 @@ from ..plan.llmmodel import (
     gate_deployment_name,
     plan_llmmodel,
     reference_build,
+    repository_claim_name,
     source_of,
 )
 from ..plan.rollout import held_replicas
@@ -74,6 +75,10 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         # artifact: a served model does not read its finished build Job and pods on every resync.
         return await observe_serving(model, fine_tune)
     build = await build_job_of(ns, build_job_name(model, hash_))
+    claim = None
+    if model.spec.build.storage is None and any(p.get("status", {}).get("phase") == "Pending" for p in build[1]):
+        # Only a build pod the scheduler holds makes the claim's binding matter (plan: unbound_claim).
+        claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model))
     gate = active_gate(model)
     reference = NO_BUILD
     suite = None
@@ -97,6 +102,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         reference_build_job_events=reference[2],
         gate_deployments=gate_deployments,
         gate_suite=suite,
+        repository_claim=claim,
     )
 
 
