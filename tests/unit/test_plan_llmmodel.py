@@ -10,7 +10,7 @@ import pytest
 
 from llmops.api.evalsuite import EvalSuite
 from llmops.api.llmmodel import LLMModel
-from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel
+from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel, reads_repository_claim
 from llmops.settings import Settings
 from tests.support.invalid_specs import DELETE, example, patched
 
@@ -202,6 +202,9 @@ def test_a_build_waiting_for_its_claim_to_bind_is_not_degraded(
                                    "message": unbound}]},
     }  # fmt: skip
     claim = {**by_kind(first, "PersistentVolumeClaim")[0], "status": {"phase": claim_phase}}
+    assert reads_repository_claim(m, [pod])  # what makes the handler read the claim
+    assert not reads_repository_claim(m, [{"metadata": {"name": "running"}, "status": {"phase": "Running"}}])
+    assert not reads_repository_claim(model(), [pod])  # storage of the user's own: no claim of ours
     plan, _ = step(m, LLMModelObservation(build_job=job, build_pods=[pod], repository_claim=claim))
     assert conditions(plan)["Built"] == built
     assert conditions(plan)["Degraded"] == degraded

@@ -23,6 +23,7 @@ from ..plan.llmmodel import (
     build_job_name,
     gate_deployment_name,
     plan_llmmodel,
+    reads_repository_claim,
     reference_build,
     repository_claim_name,
     source_of,
@@ -76,8 +77,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         return await observe_serving(model, fine_tune)
     build = await build_job_of(ns, build_job_name(model, hash_))
     claim = None
-    if model.spec.build.storage is None and any(p.get("status", {}).get("phase") == "Pending" for p in build[1]):
-        # Only a build pod the scheduler holds makes the claim's binding matter (plan: unbound_claim).
+    if reads_repository_claim(model, build[1]):
         claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model))
     gate = active_gate(model)
     reference = NO_BUILD

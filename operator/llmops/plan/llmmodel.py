@@ -177,6 +177,12 @@ def repository_claim_name(model: LLMModel) -> str:
     return child_name(model.name, "repository")
 
 
+def reads_repository_claim(model: LLMModel, build_pods: list[dict[str, Any]]) -> bool:
+    """Whether a reconcile reads the repository claim: only while the scheduler holds a build pod (unbound_claim)."""
+    problem = pod_problem(build_pods)
+    return model.spec.build.storage is None and problem is not None and problem[0] == "Unschedulable"
+
+
 def unbound_claim(model: LLMModel, observed: LLMModelObservation) -> bool:
     """The model's own repository claim exists and is not bound yet (or is not seen yet)."""
     if model.spec.build.storage is not None:
