@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -36,6 +37,14 @@ CHILD_EVENTS_WINDOW = 1.0
 the parent is reconciled once, this many seconds after the first event of a burst, not once per
 event. kopf's handlers only start the reconcile: they return at once, and kopf lets go of the
 event's body instead of holding it while the reconcile waits its turn."""
+RESYNCS_AT_ONCE = 4
+"""Reconciles that only a resync timer started, in flight at once. A resync finds nothing new
+almost always, so it waits for a slot, and a change a user made (a create, an edit, a child's
+event) never queues behind a minute's worth of them for the apiserver and the CPU. With
+thousands of resources the resyncs then stretch past their period instead of delaying changes."""
+RESYNC_JITTER = 0.2
+"""Each resync comes after a random 80-100% of the period: resources created together (a GitOps
+sync, a restart's listing) do not stay in step and resync together every period."""
 
 
 @dataclass
@@ -48,6 +57,9 @@ class Reconciler(Generic[R]):
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
+    _resync_only: set[tuple[str, str]] = field(default_factory=set)
+    """Resources whose pending timer is their resync and nothing else: it waits for a resync slot."""
+    _resync_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(RESYNCS_AT_ONCE))
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _queued: set[tuple[str, str]] = field(default_factory=set)
     """Resources with a reconcile waiting for the one that runs."""
@@ -66,7 +78,7 @@ class Reconciler(Generic[R]):
             if peering.paused():
                 # Another replica leads. kopf stops calling our handlers, but this may be one of
                 # our own timers: hold it, without reading or writing, until kopf resumes us.
-                self.schedule(namespace, name, self.resync_seconds)
+                self.schedule_resync(namespace, name)
                 return
             started = time.monotonic()
             try:
@@ -95,7 +107,18 @@ class Reconciler(Generic[R]):
                 # The resync is a timer of our own, not a kopf timer: those put a finalizer on the
                 # resource, and a finalizer would block deletion whenever the operator is down.
                 soon = plan.requeue_after
-                self.schedule(namespace, name, self.resync_seconds if soon is None else min(soon, self.resync_seconds))
+                if soon is None or soon >= self.resync_seconds:
+                    self.schedule_resync(namespace, name)
+                else:
+                    self.schedule(namespace, name, soon)
+
+    async def _resync(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        async with self._resync_slots:
+            lock = self._locks.get(key)
+            if key in self._scheduled or (lock is not None and lock.locked()):
+                return  # while it waited, a change set or started a reconcile, which sets the next resync
+            await self.reconcile(namespace, name)
 
     @asynccontextmanager
     async def _turn(self, key: tuple[str, str]) -> AsyncIterator[bool]:
@@ -175,6 +198,7 @@ class Reconciler(Generic[R]):
         pending = self._scheduled.pop(key, None)
         if pending is not None:
             pending.cancel()
+        self._resync_only.discard(key)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         status.forget(self.model.crd.plural, *key)
@@ -201,19 +225,32 @@ class Reconciler(Generic[R]):
         Every reconcile reads everything afresh, so one due earlier serves a later one too; and a
         resync set when a reconcile ends must not push back one that an event set meanwhile.
         """
+        self._set_timer(namespace, name, delay, resync=False)
+
+    def schedule_resync(self, namespace: str, name: str) -> None:
+        """The periodic look, in case anything was missed: after 80-100% of the period, in a resync slot."""
+        delay = self.resync_seconds * (1.0 - RESYNC_JITTER * random.random())
+        self._set_timer(namespace, name, delay, resync=True)
+
+    def _set_timer(self, namespace: str, name: str, delay: float, *, resync: bool) -> None:
         key = (namespace, name)
         loop = asyncio.get_running_loop()
         pending = self._scheduled.get(key)
         if pending is not None:
             if pending.when() <= loop.time() + delay:
+                if not resync:
+                    self._resync_only.discard(key)  # due anyway, but now for a change: no resync slot
                 return
             pending.cancel()
 
         def start() -> None:
             if self._scheduled.get(key) is handle:
                 del self._scheduled[key]
+            only_resync = key in self._resync_only
+            self._resync_only.discard(key)
+            run = self._resync if only_resync else self.reconcile
             # Keep a reference: the event loop holds tasks only weakly.
-            task = loop.create_task(self.reconcile(namespace, name), context=contextvars.Context())
+            task = loop.create_task(run(namespace, name), context=contextvars.Context())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
@@ -222,6 +259,10 @@ class Reconciler(Generic[R]):
         # event, with the event's whole body, for as long as the resource exists.
         handle = loop.call_later(delay, start, context=contextvars.Context())
         self._scheduled[key] = handle
+        if resync:
+            self._resync_only.add(key)
+        else:
+            self._resync_only.discard(key)
 
 
 def listed(type_: str | None) -> bool:
