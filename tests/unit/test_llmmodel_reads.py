@@ -1,4 +1,4 @@
-"""An LLMModel reconcile reads what can change its plan: not a finished build, nor serving pods before a build."""
+"""An LLMModel reconcile reads what can change its plan: not a finished build, nor serving pods it needs not see."""
 
 from __future__ import annotations
 
@@ -42,12 +42,20 @@ def model(quantization: str = "None", built_as: str | None = None) -> LLMModel:
     return LLMModel.model_validate(body)
 
 
+SETTLED = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1}
+
+
 class Reads:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, str]] = []
+        self.deployment_status: dict[str, Any] | None = None
+        """The serving Deployment's status; None: there is no Deployment."""
 
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.requests.append(("get", kind, name))
+        if kind == "Deployment" and self.deployment_status is not None:
+            return {"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": self.deployment_status}
+        return None
 
     async def list_(self, api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[Any]:
         self.requests.append(("list", kind, selector))
@@ -68,7 +76,14 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
     yield fake
 
 
-def test_a_served_model_reads_its_deployment_and_pods_only(reads: Reads) -> None:
+def test_a_served_model_reads_its_deployment_only(reads: Reads) -> None:
+    reads.deployment_status = SETTLED
+    asyncio.run(llmmodel.observe(model(built_as="None")))
+    assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment")]
+
+
+def test_a_served_model_short_of_replicas_reads_its_serving_pods(reads: Reads) -> None:
+    reads.deployment_status = {**SETTLED, "readyReplicas": 0, "unavailableReplicas": 1}
     asyncio.run(llmmodel.observe(model(built_as="None")))
     assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment"), ("list", "Pod")]
     assert all("serving" in selector for verb, _, selector in reads.requests if verb == "list")

@@ -10,7 +10,7 @@ import pytest
 
 from llmops.api.evalsuite import EvalSuite
 from llmops.api.llmmodel import LLMModel
-from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel, reads_repository_claim
+from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel, reads_repository_claim, reads_serving_pods
 from llmops.settings import Settings
 from tests.support.invalid_specs import DELETE, example, patched
 
@@ -209,6 +209,26 @@ def test_a_build_waiting_for_its_claim_to_bind_is_not_degraded(
     assert conditions(plan)["Built"] == built
     assert conditions(plan)["Degraded"] == degraded
     assert plan.status["phase"] == ("Building" if claim_phase == "Pending" else "Degraded")
+
+
+def test_serving_pods_are_read_only_while_the_deployment_falls_short() -> None:
+    """A pod's problem shows in the Deployment's counts first: a served model's resync skips the list."""
+    m, _ = built_model()
+    settled = {
+        "metadata": {"generation": 3},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+                   "availableReplicas": 2},
+    }  # fmt: skip
+    assert not reads_serving_pods(m, settled)
+    assert not reads_serving_pods(m, None)
+    assert not reads_serving_pods(model(), settled)  # nothing built, nothing serves
+    for short in (
+        {"readyReplicas": 1, "unavailableReplicas": 1},  # a pod crashes or cannot pull its image
+        {"replicas": 3, "updatedReplicas": 1},  # a rolling update's new pod, maybe unschedulable
+        {"observedGeneration": 2},  # an edit the controller has not seen yet
+    ):
+        assert reads_serving_pods(m, {**settled, "status": {**settled["status"], **short}}), short
 
 
 def test_model_from_a_running_fine_tune_waits_without_children() -> None:

@@ -24,6 +24,7 @@ from ..plan.llmmodel import (
     gate_deployment_name,
     plan_llmmodel,
     reads_repository_claim,
+    reads_serving_pods,
     reference_build,
     repository_claim_name,
     source_of,
@@ -116,9 +117,7 @@ async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> 
     ns = model.namespace
     deployment = await read.get("apps/v1", "Deployment", ns, model.name)
     pods: list[dict[str, Any]] = []
-    if model.status.artifact is not None:
-        # Nothing serves before the first build: a new model's reconciles skip the list. (The one
-        # that records the first artifact creates the Deployment; its pods come with their events.)
+    if reads_serving_pods(model, deployment):
         pods = await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving")))
     return LLMModelObservation(
         fine_tune_job=fine_tune,

@@ -183,6 +183,23 @@ def reads_repository_claim(model: LLMModel, build_pods: list[dict[str, Any]]) ->
     return model.spec.build.storage is None and problem is not None and problem[0] == "Unschedulable"
 
 
+def reads_serving_pods(model: LLMModel, deployment: dict[str, Any] | None) -> bool:
+    """Whether a reconcile lists the serving pods: only while the Deployment falls short of its spec.
+
+    A pod that cannot run (pod_problem) is a replica that is not updated, ready or available, so a
+    Deployment whose every replica is all three has no problem to explain: a served model's resync
+    skips the list, the costliest read the apiserver answers (it filters every pod of the namespace).
+    """
+    if model.status.artifact is None or deployment is None:
+        return False  # nothing serves yet: the Deployment's own events bring its pods
+    wanted = deployment.get("spec", {}).get("replicas", 1)
+    status = deployment.get("status", {})
+    seen = status.get("observedGeneration", -1) >= deployment.get("metadata", {}).get("generation", 0)
+    counts = ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+    settled = seen and all(status.get(c, 0) == wanted for c in counts) and not status.get("unavailableReplicas")
+    return not settled
+
+
 def unbound_claim(model: LLMModel, observed: LLMModelObservation) -> bool:
     """The model's own repository claim exists and is not bound yet (or is not seen yet)."""
     if model.spec.build.storage is not None:
