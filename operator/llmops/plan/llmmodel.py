@@ -191,7 +191,7 @@ def reads_serving_pods(model: LLMModel, deployment: dict[str, Any] | None) -> bo
     skips the list, the costliest read the apiserver answers (it filters every pod of the namespace).
     """
     if model.status.artifact is None or deployment is None:
-        return False  # nothing serves yet: the Deployment's own events bring its pods
+        return False  # nothing serves yet; once the Deployment exists, its pods come with its events
     wanted = deployment.get("spec", {}).get("replicas", 1)
     status = deployment.get("status", {})
     seen = status.get("observedGeneration", -1) >= deployment.get("metadata", {}).get("generation", 0)
