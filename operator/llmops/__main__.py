@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import handlers  # registers the handlers
+
+    handlers.children.watch_namespaces(args.namespace)
 
     asyncio.run(
         kopf.operator(

@@ -48,7 +48,7 @@ class FakeCluster:
         self.applies = 0
         self.events: list[Event] = []
 
-    async def get(self, *_: Any) -> dict[str, Any]:
+    async def get(self, *_: Any, **__: Any) -> dict[str, Any]:
         return self.body
 
     async def apply_all(self, manifests: list[dict[str, Any]]) -> int:

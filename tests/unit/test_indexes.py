@@ -49,10 +49,12 @@ class Reads:
     def __init__(self) -> None:
         self.requests: list[tuple[str, ...]] = []
 
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def get(self, api_version: str, kind: str, namespace: str, name: str, cached: bool = False) -> None:
         self.requests.append(("get", kind, name))
 
-    async def list_(self, api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[Any]:
+    async def list_(
+        self, api_version: str, kind: str, namespace: str, selector: str, fields: str = "", cached: bool = False
+    ) -> list[Any]:
         self.requests.append(("list", kind))
         return []
 

@@ -51,13 +51,17 @@ class Reads:
         self.deployment_status: dict[str, Any] | None = None
         """The serving Deployment's status; None: there is no Deployment."""
 
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, api_version: str, kind: str, namespace: str, name: str, cached: bool = False
+    ) -> dict[str, Any] | None:
         self.requests.append(("get", kind, name))
         if kind == "Deployment" and self.deployment_status is not None:
             return {"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": self.deployment_status}
         return None
 
-    async def list_(self, api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[Any]:
+    async def list_(
+        self, api_version: str, kind: str, namespace: str, selector: str, fields: str = "", cached: bool = False
+    ) -> list[Any]:
         self.requests.append(("list", kind, selector))
         return []
 

@@ -28,7 +28,7 @@ class FakeCluster:
         }
         self.reads = 0
 
-    async def get(self, *_: Any) -> dict[str, Any]:
+    async def get(self, *_: Any, **__: Any) -> dict[str, Any]:
         self.reads += 1
         return self.body
 

@@ -23,10 +23,10 @@ async def observe(job: FineTuneJob) -> FineTuneObservation:
     if job.spec.base_model.model:
         base = await read.get(API_VERSION, "LLMModel", ns, job.spec.base_model.model)
     name = training_job_name(job)
-    training = await read.get("batch/v1", "Job", ns, name)
+    training = await read.get("batch/v1", "Job", ns, name, cached=True)
     pods, job_events = [], []
     if training is not None:
-        pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
+        pods = await read.job_pods(training)
         if not pods:
             job_events = await read.warning_events(ns, "Job", name)
     rank0 = rank0_pod(job, pods)

@@ -44,11 +44,11 @@ NO_BUILD: BuildObservation = (None, [], [])
 
 async def build_job_of(ns: str, name: str) -> BuildObservation:
     """A build Job, its pods, and its Warning Events while it has no pods."""
-    job = await read.get("batch/v1", "Job", ns, name)
+    job = await read.get("batch/v1", "Job", ns, name, cached=True)
     pods: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     if job is not None:
-        pods = await read.list_("v1", "Pod", ns, f"job-name={name}")
+        pods = await read.job_pods(job)
         if not pods:
             events = await read.warning_events(ns, "Job", name)
     return job, pods, events
@@ -79,7 +79,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     build = await build_job_of(ns, build_job_name(model, hash_))
     claim = None
     if reads_repository_claim(model, build[1]):
-        claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model))
+        claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model), cached=True)
     gate = active_gate(model)
     reference = NO_BUILD
     suite = None
@@ -90,7 +90,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     gate_deployments: dict[str, dict[str, Any]] = {}
     if model.status.quality_gate is not None:
         for role in GATE_ROLES:
-            found = await read.get("apps/v1", "Deployment", ns, gate_deployment_name(model.name, role))
+            found = await read.get("apps/v1", "Deployment", ns, gate_deployment_name(model.name, role), cached=True)
             if found is not None:
                 gate_deployments[role] = found
     return dataclasses.replace(
@@ -115,10 +115,10 @@ def serves_build(model: LLMModel, hash_: str) -> bool:
 async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> LLMModelObservation:
     """What every reconcile reads: the serving Deployment, its pods, and the canary replicas a Rollout holds."""
     ns = model.namespace
-    deployment = await read.get("apps/v1", "Deployment", ns, model.name)
+    deployment = await read.get("apps/v1", "Deployment", ns, model.name, cached=True)
     pods: list[dict[str, Any]] = []
     if reads_serving_pods(model, deployment):
-        pods = await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving")))
+        pods = await read.list_("v1", "Pod", ns, read.selector(labels(model, "serving")), cached=True)
     return LLMModelObservation(
         fine_tune_job=fine_tune,
         deployment=deployment,

@@ -26,8 +26,8 @@ from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
 from ..kube.client import is_namespace_terminating
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
-from ..plan.common import MANAGED_BY, Event, Plan, set_condition
-from . import peering
+from ..plan.common import Event, Plan, set_condition
+from . import children, peering
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
@@ -276,7 +276,7 @@ def listed(type_: str | None) -> bool:
 
 
 def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
-    """Register kopf handlers: the resource's own events and its children's; set the resync period.
+    """Register kopf's handler of the resource's events and a listener of its children's; set the resync period.
 
     Children are found through the label llmops.dev/<kind>=<name> that every child carries.
     kopf lists every resource when it starts watching, so each one gets a first reconcile and,
@@ -284,7 +284,6 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
     """
     reconciler.resync_seconds = resync_seconds
     owner_label = f"llmops.dev/{reconciler.kind.lower()}"
-    child_labels: dict[str, Any] = {**MANAGED_BY, owner_label: kopf.PRESENT}
 
     async def resource_changed(
         type: str | None, namespace: str | None, name: str, body: Mapping[str, Any], **_: Any
@@ -292,14 +291,9 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
         if namespace:
             await reconciler.resource_changed(type, namespace, name, body)
 
-    async def child_changed(namespace: str | None, labels: Mapping[str, str], type: str | None, **_: Any) -> None:
-        if namespace and not listed(type):
+    def child_changed(kind: str, namespace: str, labels: Mapping[str, str]) -> None:
+        if owner_label in labels:
             reconciler.child_changed(namespace, labels[owner_label])
 
     kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(resource_changed)
-    for group, version, children in (("batch", "v1", "jobs"), ("apps", "v1", "deployments"), ("", "v1", "pods")):
-        handler_id = f"{plural}-{children}"
-        if group:
-            kopf.on.event(group, version, children, labels=child_labels, id=handler_id)(child_changed)
-        else:
-            kopf.on.event(version, children, labels=child_labels, id=handler_id)(child_changed)
+    children.listen(child_changed)

@@ -12,10 +12,10 @@ from ..api.common import API_VERSION, GROUP, VERSION
 from ..api.rollout import Rollout
 from ..kube import prometheus, read
 from ..metrics import ANALYSIS_QUERIES, ROLLBACKS, ROLLOUT_PHASE, ROLLOUT_WEIGHT
-from ..plan.common import MANAGED_BY, Plan
+from ..plan.common import Plan
 from ..plan.rollout import RolloutObservation, gate_suite, measurement_due, plan_rollout
 from ..settings import Settings
-from . import indexes
+from . import children, indexes
 from .reconciler import Reconciler, listed, watch
 
 SETTINGS = Settings.from_env()
@@ -66,15 +66,23 @@ RECONCILER = Reconciler(Rollout, plan)
 watch(RECONCILER, "rollouts", SETTINGS.resync_seconds)
 
 
-async def reconcile_rollouts_of(namespace: str, model: str | None = None, suite: str | None = None) -> None:
-    """Look again at the rollouts that use a model (stable or candidate) or wait on an eval suite."""
+def rollouts_using(namespace: str, model: str | None = None, suite: str | None = None) -> list[str]:
+    """The rollouts that use a model (stable or candidate) or wait on an eval suite."""
+    found = []
     for body in indexes.rollouts(namespace):
         spec = body.get("spec", {})
         uses_model = model in (spec.get("stable", {}).get("name"), spec.get("candidate", {}).get("name"))
         steps = spec.get("steps", [])
         uses_suite = suite is not None and any((s.get("evalGate") or {}).get("evalSuite") == suite for s in steps)
         if uses_model or uses_suite:
-            await RECONCILER.reconcile(namespace, body["metadata"]["name"])
+            found.append(body["metadata"]["name"])
+    return found
+
+
+async def reconcile_rollouts_of(namespace: str, model: str | None = None, suite: str | None = None) -> None:
+    """Look again at the rollouts that use a model or wait on an eval suite."""
+    for name in rollouts_using(namespace, model, suite):
+        await RECONCILER.reconcile(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "llmmodels", id="rollouts-from-llmmodels")
@@ -91,10 +99,12 @@ async def suite_changed(namespace: str | None, name: str, type: str | None, **_:
         await reconcile_rollouts_of(namespace, suite=name)
 
 
-@kopf.on.event(
-    "v1", "pods", labels={**MANAGED_BY, "app.kubernetes.io/component": "serving"}, id="rollouts-from-serving-pods"
-)
-async def serving_pod_changed(namespace: str | None, labels: Mapping[str, str], type: str | None, **_: Any) -> None:
+def serving_pod_changed(kind: str, namespace: str, labels: Mapping[str, str]) -> None:
     """replicaRatio endpoints follow serving pods becoming ready or going away."""
-    if namespace and "llmops.dev/llmmodel" in labels and not listed(type):
-        await reconcile_rollouts_of(namespace, model=labels["llmops.dev/llmmodel"])
+    model = labels.get("llmops.dev/llmmodel")
+    if kind == "Pod" and model and labels.get("app.kubernetes.io/component") == "serving":
+        for rollout in rollouts_using(namespace, model=model):
+            RECONCILER.child_changed(namespace, rollout)
+
+
+children.listen(serving_pod_changed)

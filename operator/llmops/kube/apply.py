@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from ..plan.common import FIELD_MANAGER, Manifest
+from .children import CHILDREN
 from .client import call, dynamic
 from .read import get
 
@@ -85,17 +86,18 @@ def apply_body(manifest: Manifest) -> bytes:
     return YAML_UNSAFE.sub(lambda found: f"\\u{ord(found.group()):04x}", text).encode()
 
 
-def _server_side_apply(manifest: Manifest) -> None:
+def _server_side_apply(manifest: Manifest) -> dict[str, Any]:
     resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
     meta = manifest["metadata"]
-    dynamic().request(
+    written: dict[str, Any] = dynamic().request(
         "patch",
         resource.path(name=meta["name"], namespace=meta.get("namespace")),
         body=apply_body(manifest),
         content_type="application/apply-patch+yaml",
         field_manager=FIELD_MANAGER,
         force_conflicts=True,
-    )
+    ).to_dict()
+    return written
 
 
 def job_update(current: Manifest, desired: Manifest) -> dict[str, Any] | None:
@@ -112,16 +114,17 @@ def job_update(current: Manifest, desired: Manifest) -> dict[str, Any] | None:
     return {"spec": {"suspend": want}}
 
 
-def _merge_patch(manifest: Manifest, patch: dict[str, Any]) -> None:
+def _merge_patch(manifest: Manifest, patch: dict[str, Any]) -> dict[str, Any]:
     resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
     meta = manifest["metadata"]
-    resource.patch(
+    written: dict[str, Any] = resource.patch(
         body=patch,
         name=meta["name"],
         namespace=meta.get("namespace"),
         content_type="application/merge-patch+json",
         field_manager=FIELD_MANAGER,
-    )
+    ).to_dict()
+    return written
 
 
 async def apply(manifest: Manifest) -> bool:
@@ -131,7 +134,9 @@ async def apply(manifest: Manifest) -> bool:
     child it created before its status write and applies onto it instead of duplicating it.
     """
     meta = manifest["metadata"]
-    current = await get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"])
+    # The operator's copy where it keeps one: our own writes update it at once, and a change by
+    # anyone else comes as an event that reconciles the parent again.
+    current = await get(manifest["apiVersion"], manifest["kind"], meta.get("namespace", ""), meta["name"], cached=True)
     if current is not None and contains(current, manifest):
         return False
     if current is not None and manifest["kind"] == "Job":
@@ -148,12 +153,13 @@ async def apply(manifest: Manifest) -> bool:
 
 async def _write(write: Any, manifest: Manifest, *args: Any) -> None:
     try:
-        await call(write, manifest, *args)
+        written = await call(write, manifest, *args)
     except Exception as error:
         message = rejection(error)
         if message is None:
             raise
         raise ChildRejected(manifest, message) from error
+    CHILDREN.written(written)
 
 
 async def apply_all(manifests: list[Manifest]) -> int:

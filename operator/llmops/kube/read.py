@@ -1,4 +1,10 @@
-"""Reads: one object by name, or objects by label selector. 404 is an answer (None), not an error."""
+"""Reads: one object by name, or objects by label selector. 404 is an answer (None), not an error.
+
+A read of a child may ask for the operator's copy (`cached=True`, kube/children.py): what the
+watch last showed, not what the apiserver holds this instant. Fine to compare a child with its
+manifest before a write and to report progress, which the next event corrects; a decision that
+cannot be taken back reads the apiserver. Until its kind and namespace are listed, it does too.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..plan.workloads import job_condition
+from .children import CHILDREN
 from .client import api_client, call, dynamic, is_not_found
 
 log = logging.getLogger(__name__)
@@ -53,19 +61,55 @@ def one_look() -> Iterator[None]:
         _remembered.reset(token)
 
 
-async def get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+async def get(api_version: str, kind: str, namespace: str, name: str, cached: bool = False) -> dict[str, Any] | None:
     remembered = _remembered.get()
     key = (api_version, kind, namespace, name)
     if remembered is not None and key in remembered:
         return remembered[key]
-    found = await call(_get, api_version, kind, namespace, name)
+    store = CHILDREN.store(api_version, kind) if cached else None
+    if store is not None and store.knows(namespace):
+        copy = store.get(namespace, name)
+        found = copy.body() if copy is not None else None
+    else:
+        found = await call(_get, api_version, kind, namespace, name)
     if remembered is not None:
         remembered[key] = found
     return found
 
 
-async def list_(api_version: str, kind: str, namespace: str, selector: str, fields: str = "") -> list[dict[str, Any]]:
+def equality_selector(selector: str) -> dict[str, str] | None:
+    """A selector of equalities ("a=b,c=d") as a dict; None for anything else (sets, negations, empty)."""
+    labels = {}
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, sep, value = term.partition("=")
+        if not sep or key.endswith("!") or " " in key or value.startswith("="):
+            return None
+        labels[key] = value
+    return labels or None
+
+
+async def list_(
+    api_version: str, kind: str, namespace: str, selector: str, fields: str = "", cached: bool = False
+) -> list[dict[str, Any]]:
+    store = CHILDREN.store(api_version, kind) if cached and not fields else None
+    labels = equality_selector(selector)
+    if store is not None and labels is not None and store.knows(namespace):
+        copies = store.select(namespace, labels)
+        if copies is not None:
+            return [copy.body() for copy in copies]
     return await call(_list, api_version, kind, namespace, selector, fields)
+
+
+async def job_pods(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Job's pods: the copies while it runs, the apiserver's once it has ended.
+
+    An ended Job's result is in its pods' termination messages, and a Job and its pods change
+    one after the other: the copies may show the Job complete before the pod that holds the
+    result has ended, and the work would be judged to have failed without it.
+    """
+    meta = job["metadata"]
+    ended = job_condition(job, "Complete") or job_condition(job, "Failed")
+    return await list_("v1", "Pod", meta["namespace"], f"job-name={meta['name']}", cached=not ended)
 
 
 async def warning_events(namespace: str, kind: str, name: str) -> list[dict[str, Any]]:

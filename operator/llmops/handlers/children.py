@@ -1,0 +1,54 @@
+"""The children's watch streams (kube/children.py): started with the operator, in its namespaces.
+
+They replace kopf's watches of Jobs, Deployments and pods: kopf watches a kind whole (every pod
+of every watched namespace, whoever owns it), these only what the operator manages, and they
+keep the copies that the reconciles read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+# kopf's own matching, so the streams keep exactly the namespaces kopf watches.
+from kopf._cogs.structs.references import NamespaceName, match_namespace, select_specific_namespaces
+
+from ..kube.children import CHILDREN, Listener
+from ..kube.read import selector
+from ..plan.common import MANAGED_BY
+
+_namespaces: list[str] = []
+
+
+def watch_namespaces(patterns: list[str]) -> None:
+    """The operator's --namespace patterns (kopf's syntax: globs, and "!" to leave out); none: the cluster."""
+    _namespaces[:] = patterns
+
+
+def scopes(patterns: list[str]) -> list[str | None]:
+    """One stream per named namespace; globs need the whole cluster's, filtered (and its permission)."""
+    if not patterns:
+        return [None]
+    named: list[str | None] = [str(ns) for ns in sorted(select_specific_namespaces(patterns))]
+    return named if len(named) == len(set(patterns)) else [None]
+
+
+def accepts(patterns: list[str], namespace: str) -> bool:
+    return not patterns or any(match_namespace(NamespaceName(namespace), p) for p in patterns)
+
+
+def listen(listener: Listener) -> None:
+    CHILDREN.listen(listener)
+
+
+@kopf.on.startup(id="watch-children")
+async def start(**_: Any) -> None:
+    patterns = list(_namespaces)
+    CHILDREN.start(asyncio.get_running_loop(), selector(MANAGED_BY), scopes(patterns), lambda ns: accepts(patterns, ns))
+
+
+@kopf.on.cleanup(id="stop-watching-children")
+async def stop(**_: Any) -> None:
+    CHILDREN.stop()

@@ -1,0 +1,379 @@
+"""The operator's copy of its children: one list+watch per kind, of the objects it manages.
+
+Every reconcile looks at its children (Jobs, Deployments, pods, claims, Services), most of them
+only to compare with their manifest before a write. Read from the apiserver, that is most of
+the operator's requests, from a control plane that serves every other controller too. Here one
+stream per kind (label selector: managed by us; cluster-wide or per watched namespace) keeps a
+copy of each, and tells the handlers which parent to look at again: the reconcile an event
+starts reads a copy at least as new as that event.
+
+A copy is what the apiserver said a moment ago, not this instant. Reads ask for it explicitly
+(kube/read.py, `cached=True`) where a moment's lag is harmless: comparing a child with its
+manifest (our own writes update the copy at once), and progress that the next event corrects.
+
+The streams run in threads of their own with their own connections (a watch holds one for
+minutes), and hand what they see to the event loop, which alone touches the copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.watch.watch import iter_resp_lines
+
+from .client import REQUEST_TIMEOUT, SERVER_BACKOFF, api_client
+
+log = logging.getLogger(__name__)
+
+KINDS = (
+    ("batch/v1", "Job"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Pod"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "Service"),
+)
+"""The kinds of children kept: the ones every LLMModel and FineTuneJob reconcile reads."""
+PAGE = 500
+"""Objects per page of a (re-)list: thousands of pods in one answer would be one big allocation."""
+WATCH_SECONDS = 300
+"""The apiserver ends each watch after this long; the next one resumes where it ended."""
+SILENCE_SECONDS = 70
+"""A watch that sends nothing for this long is dropped and resumed: the apiserver sends a
+bookmark every minute, so silence means a dead connection (a blackholed stream)."""
+MAX_PAUSE = 30.0
+
+
+def keyed_label(key: str) -> bool:
+    """Labels the copies are found by: ours (owner, component) and the one a Job gives its pods."""
+    return key.startswith("llmops.dev/") or key == "job-name"
+
+
+def newer(version: str, than: str) -> bool:
+    """resourceVersions are opaque, but etcd's are integers: a late event must not undo a newer copy."""
+    if version.isdigit() and than.isdigit():
+        return int(version) > int(than)
+    return version != than
+
+
+@dataclass(frozen=True)
+class Copy:
+    labels: Mapping[str, str]
+    resource_version: str
+    blob: bytes
+    """The object as compact JSON without managedFields: a third of the memory of the parsed
+    object, and every read gets an object of its own to keep or change."""
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Copy:
+        metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+        blob = json.dumps({**body, "metadata": metadata}, separators=(",", ":")).encode()
+        return cls(dict(metadata.get("labels") or {}), str(metadata.get("resourceVersion", "")), blob)
+
+    def body(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.blob)
+        return parsed
+
+
+Changed = tuple[str, Mapping[str, str]]
+"""A child that changed: its namespace and labels (which say whose child it is)."""
+
+
+@dataclass
+class Store:
+    """One kind's copies by namespace and name, indexed by the labels they are found by. Pure."""
+
+    synced: set[str | None] = field(default_factory=set)
+    """Namespaces listed at least once (None: the whole cluster); elsewhere the store cannot tell."""
+    objects: dict[str, dict[str, Copy]] = field(default_factory=dict)
+    by_label: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+
+    def knows(self, namespace: str) -> bool:
+        return None in self.synced or namespace in self.synced
+
+    def get(self, namespace: str, name: str) -> Copy | None:
+        return self.objects.get(namespace, {}).get(name)
+
+    def select(self, namespace: str, labels: Mapping[str, str]) -> list[Copy] | None:
+        """The copies carrying all these labels; None when none of them is a keyed label."""
+        keyed = sorted((k, v) for k, v in labels.items() if keyed_label(k))
+        if not keyed:
+            return None
+        names = self.by_label.get((namespace, *keyed[0]), set())
+        found = (self.objects[namespace][n] for n in sorted(names))
+        return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
+
+    def put(self, namespace: str, name: str, copy: Copy) -> bool:
+        """Keep the copy unless a newer one is kept; True when it is news."""
+        old = self.get(namespace, name)
+        if old is not None and not newer(copy.resource_version, old.resource_version):
+            return False
+        self._drop(namespace, name)
+        self.objects.setdefault(namespace, {})[name] = copy
+        for key, value in copy.labels.items():
+            if keyed_label(key):
+                self.by_label.setdefault((namespace, key, value), set()).add(name)
+        return True
+
+    def remove(self, namespace: str, name: str, resource_version: str) -> Copy | None:
+        """Forget a deleted object, unless the copy kept is newer (it was created again since)."""
+        old = self.get(namespace, name)
+        if old is None or newer(old.resource_version, resource_version):
+            return None
+        self._drop(namespace, name)
+        return old
+
+    def replace(self, scope: str | None, bodies: Iterable[Mapping[str, Any]]) -> list[Changed]:
+        """A (re-)list of the scope (a namespace, or None: all): what changed since the copies.
+
+        The first list of a scope reports nothing: the handlers list their parents themselves.
+        """
+        first = scope not in self.synced
+        listed: dict[tuple[str, str], Copy] = {}
+        for body in bodies:
+            meta = body["metadata"]
+            listed[(meta["namespace"], meta["name"])] = Copy.of(body)
+        changed: list[Changed] = []
+        namespaces = list(self.objects) if scope is None else [scope]
+        for ns in namespaces:
+            for name, old in list(self.objects.get(ns, {}).items()):
+                if (ns, name) not in listed:
+                    self._drop(ns, name)
+                    changed.append((ns, old.labels))
+        for (ns, name), copy in listed.items():
+            kept = self.get(ns, name)
+            if kept is None or kept.resource_version != copy.resource_version:
+                self._drop(ns, name)
+                self.put(ns, name, copy)
+                changed.append((ns, copy.labels))
+        self.synced.add(scope)
+        return [] if first else changed
+
+    def _drop(self, namespace: str, name: str) -> None:
+        old = self.objects.get(namespace, {}).pop(name, None)
+        if old is None:
+            return
+        if not self.objects[namespace]:
+            del self.objects[namespace]
+        for key, value in old.labels.items():
+            names = self.by_label.get((namespace, key, value))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self.by_label[(namespace, key, value)]
+
+
+Listener = Callable[[str, str, Mapping[str, str]], None]
+"""Called on the event loop with (kind, namespace, labels) of a child that changed."""
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is older than the apiserver keeps: list again."""
+
+
+def gone(error: Exception) -> bool:
+    return isinstance(error, Gone) or (isinstance(error, ApiException) and error.status == 410)
+
+
+_client_lock = threading.Lock()
+
+
+@cache
+def _cached_watch_client() -> DynamicClient:
+    return DynamicClient(client.ApiClient(api_client().configuration))
+
+
+def _watch_client() -> DynamicClient:
+    """A client of its own: each watch holds a connection for minutes, the reconciles' pool must not lose them."""
+    with _client_lock:  # the streams start together; one discovery serves them all
+        return _cached_watch_client()
+
+
+class Stream(threading.Thread):
+    """List, then watch from there, for ever: one kind, one scope (a namespace, or None: the cluster)."""
+
+    def __init__(self, children: Children, api_version: str, kind: str, scope: str | None) -> None:
+        super().__init__(name=f"watch-{kind.lower()}-{scope or 'cluster'}", daemon=True)
+        self.children, self.api_version, self.kind, self.scope = children, api_version, kind, scope
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        version: str | None = None
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                version = self._watch(version)
+                failures = 0
+            except Exception as error:  # a stream outlives any fault and tries again
+                if gone(error):
+                    version = None
+                    continue
+                if self.stopping.is_set():
+                    return
+                failures += 1
+                pause = SERVER_BACKOFF.retry_after(error) or min(MAX_PAUSE, 2.0**failures) * random.uniform(0.5, 1)
+                log.warning("watching %s (%s) failed: %s; again in %.1fs", self.kind, self.scope or "all", error, pause)
+                self.stopping.wait(pause)
+
+    def _path(self) -> str:
+        resource = _watch_client().resources.get(api_version=self.api_version, kind=self.kind)
+        return str(resource.path(namespace=self.scope))
+
+    def _list(self) -> str:
+        bodies: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            response = _watch_client().request(
+                "get",
+                self._path(),
+                label_selector=self.children.selector,
+                limit=PAGE,
+                _continue=token,
+                _request_timeout=REQUEST_TIMEOUT,
+                serialize=False,  # the body as it came: the copies are made from plain JSON
+            )
+            page = json.loads(response.data)
+            bodies.extend(page.get("items") or [])
+            token = page["metadata"].get("continue")
+            if not token:
+
+                def relisted() -> None:
+                    self.children.relisted(self.kind, self.scope, bodies)
+
+                self.children.deliver(relisted)
+                return str(page["metadata"]["resourceVersion"])
+
+    def _watch(self, version: str) -> str:
+        response = _watch_client().request(
+            "get",
+            self._path(),
+            label_selector=self.children.selector,
+            watch=True,
+            allow_watch_bookmarks=True,
+            resource_version=version,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=(10, SILENCE_SECONDS),
+            serialize=False,
+        )
+        try:
+            for line in iter_resp_lines(response):
+                if self.stopping.is_set():
+                    break
+                if not line:
+                    continue
+                event = json.loads(line)
+                kind, body = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if body.get("code") == 410:
+                        raise Gone()
+                    raise RuntimeError(f"watch error: {body.get('message') or body}")
+                version = str(body["metadata"]["resourceVersion"])
+                if kind != "BOOKMARK":
+                    self.children.deliver(functools.partial(self.children.changed, self.kind, kind, body))
+        finally:
+            response.close()  # a stream cut short must not go back to the pool half read
+            response.release_conn()
+        return version
+
+
+class Children:
+    """Every kept kind: the stores, the streams that fill them, and who is told of changes."""
+
+    def __init__(self) -> None:
+        self.selector = ""
+        self.stores: dict[tuple[str, str], Store] = {}
+        self.listeners: list[Listener] = []
+        self.accepts: Callable[[str], bool] = lambda namespace: True
+        self.streams: list[Stream] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def listen(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def start(
+        self, loop: asyncio.AbstractEventLoop, selector: str, scopes: list[str | None], accepts: Callable[[str], bool]
+    ) -> None:
+        """Watch every kind in each scope; objects in namespaces that `accepts` refuses are not kept."""
+        self.loop, self.selector, self.accepts = loop, selector, accepts
+        for api_version, kind in KINDS:
+            self.stores[(api_version, kind)] = Store()
+            for scope in scopes:
+                stream = Stream(self, api_version, kind, scope)
+                self.streams.append(stream)
+                stream.start()
+
+    def stop(self) -> None:
+        for stream in self.streams:
+            stream.stopping.set()
+        self.streams.clear()
+        self.stores.clear()
+        self.loop = None
+
+    def store(self, api_version: str, kind: str) -> Store | None:
+        return self.stores.get((api_version, kind))
+
+    def deliver(self, work: Callable[[], None]) -> None:
+        """From a stream's thread: run `work` on the event loop, in the order the stream saw things."""
+        loop = self.loop
+        try:
+            if loop is not None:
+                loop.call_soon_threadsafe(work)
+        except RuntimeError:
+            pass  # the loop is closed: the operator is exiting
+
+    def _store_of(self, kind: str) -> Store | None:
+        return next((s for (_, k), s in self.stores.items() if k == kind), None)
+
+    def relisted(self, kind: str, scope: str | None, bodies: list[dict[str, Any]]) -> None:
+        store = self._store_of(kind)
+        if store is None:
+            return
+        kept = [b for b in bodies if self.accepts(b["metadata"]["namespace"])]
+        self._tell(kind, store.replace(scope, kept))
+
+    def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
+        store = self._store_of(kind)
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        if store is None or not self.accepts(namespace):
+            return
+        copy = Copy.of(body)
+        if type_ == "DELETED":
+            news = store.remove(namespace, name, copy.resource_version) is not None
+        else:
+            news = store.put(namespace, name, copy)
+        if news:
+            self._tell(kind, [(namespace, copy.labels)])
+
+    def written(self, body: Any) -> None:
+        """What the apiserver answered to our own write: the copy is at least that new, at once."""
+        if not isinstance(body, Mapping):
+            return
+        store = self.store(str(body.get("apiVersion")), str(body.get("kind")))
+        meta = body.get("metadata") or {}
+        if store is not None and meta.get("namespace") and meta.get("name"):
+            store.put(meta["namespace"], meta["name"], Copy.of(body))
+
+    def _tell(self, kind: str, changed: list[Changed]) -> None:
+        for namespace, labels in changed:
+            for listener in self.listeners:
+                try:
+                    listener(kind, namespace, labels)
+                except Exception:
+                    log.exception("a listener of %s changes failed", kind)
+
+
+CHILDREN = Children()

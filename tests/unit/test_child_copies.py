@@ -1,0 +1,166 @@
+"""The operator's copies of its children: what a read gets, and which changes start a reconcile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from llmops.handlers.children import accepts, scopes
+from llmops.kube import read
+from llmops.kube.children import CHILDREN, Children, Copy, Store
+
+NS = "ns"
+
+
+def pod(name: str, version: int, job: str = "b", owner: str = "m", **extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "resourceVersion": str(version),
+            "labels": {"job-name": job, "llmops.dev/llmmodel": owner},
+            "managedFields": [{"manager": "kubelet"}],
+        },
+        **extra,
+    }
+
+
+def store_of(*bodies: dict[str, Any]) -> Store:
+    store = Store()
+    store.replace(NS, bodies)
+    return store
+
+
+def test_a_copy_leaves_out_managed_fields_and_each_read_gets_its_own_object() -> None:
+    store = store_of(pod("p", 1, status={"phase": "Running"}))
+    copy = store.get(NS, "p")
+    assert copy is not None
+    first, second = copy.body(), copy.body()
+    assert "managedFields" not in first["metadata"]
+    first["status"]["phase"] = "Failed"
+    assert second["status"]["phase"] == "Running"
+
+
+def test_a_late_event_does_not_undo_a_newer_copy() -> None:
+    store = store_of(pod("p", 5))
+    assert not store.put(NS, "p", Copy.of(pod("p", 4)))
+    assert store.put(NS, "p", Copy.of(pod("p", 6)))
+    assert store.remove(NS, "p", "5") is None  # the deletion of an earlier object of that name
+    assert store.remove(NS, "p", "7") is not None
+    assert store.get(NS, "p") is None
+
+
+def test_a_selection_by_labels_finds_exactly_the_objects_that_carry_them() -> None:
+    store = store_of(pod("a", 1, job="b1"), pod("b", 2, job="b2"), pod("c", 3, job="b1", owner="other"))
+    found = store.select(NS, {"job-name": "b1", "llmops.dev/llmmodel": "m"})
+    assert [c.body()["metadata"]["name"] for c in found or []] == ["a"]
+    assert store.select(NS, {"app.kubernetes.io/part-of": "llmops"}) is None  # not a label it keeps an index of
+    store.put(NS, "a", Copy.of(pod("a", 4, job="b3")))
+    assert store.select(NS, {"job-name": "b1"}) == [store.get(NS, "c")]
+
+
+def test_the_first_list_reports_nothing_a_relist_reports_what_changed_meanwhile() -> None:
+    store = Store()
+    assert not store.knows(NS)
+    assert store.replace(NS, [pod("a", 1), pod("b", 1, owner="n")]) == []
+    assert store.knows(NS) and not store.knows("other")
+    changed = store.replace(NS, [pod("a", 2), pod("c", 3, owner="o")])  # a changed, b deleted, c created
+    assert sorted(labels["llmops.dev/llmmodel"] for _, labels in changed) == ["m", "n", "o"]
+    assert store.get(NS, "b") is None
+
+
+def test_a_cluster_wide_list_knows_every_namespace() -> None:
+    store = Store()
+    store.replace(None, [pod("a", 1)])
+    assert store.knows("anywhere")
+
+
+@pytest.fixture
+def children() -> Iterator[tuple[Children, list[tuple[str, str, str]]]]:
+    told: list[tuple[str, str, str]] = []
+    kept = Children()
+
+    def listener(kind: str, namespace: str, labels: Mapping[str, str]) -> None:
+        told.append((kind, namespace, labels["llmops.dev/llmmodel"]))
+
+    kept.listen(listener)
+    kept.stores[("v1", "Pod")] = Store()
+    kept.relisted("Pod", NS, [pod("a", 1)])
+    yield kept, told
+
+
+def test_an_event_is_told_once_and_our_own_write_is_not_news(children: tuple[Children, Any]) -> None:
+    kept, told = children
+    kept.changed("Pod", "MODIFIED", pod("a", 2))
+    kept.changed("Pod", "MODIFIED", pod("a", 2))  # the same version again (a resumed watch)
+    assert told == [("Pod", NS, "m")]
+    kept.written(pod("w", 7, owner="w"))  # the answer to our apply: kept at once, told to no one
+    kept.changed("Pod", "ADDED", pod("w", 7, owner="w"))
+    assert told == [("Pod", NS, "m")]
+    store = kept.store("v1", "Pod")
+    assert store is not None and store.get(NS, "w") is not None
+    kept.changed("Pod", "DELETED", pod("w", 8, owner="w"))
+    assert told[-1] == ("Pod", NS, "w")
+
+
+def test_objects_outside_the_watched_namespaces_are_not_kept(children: tuple[Children, Any]) -> None:
+    kept, told = children
+    kept.accepts = lambda namespace: namespace == "elsewhere"
+    kept.changed("Pod", "MODIFIED", pod("a", 2))
+    assert told == []
+
+
+def test_streams_per_named_namespace_else_one_for_the_cluster_filtered_as_kopf_matches() -> None:
+    assert scopes([]) == [None]
+    assert scopes(["b", "a"]) == ["a", "b"]
+    assert scopes(["a", "test-*"]) == [None]
+    assert scopes(["a, !b"]) == [None]
+    assert accepts(["test-*, !test-skip"], "test-1")
+    assert not accepts(["test-*, !test-skip"], "test-skip")
+    assert accepts([], "anything")
+
+
+@pytest.fixture
+def kept_pods(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, ...]]]:
+    """The process-wide copies hold one namespace's pods; the apiserver answers with a marker."""
+    asked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(CHILDREN, "stores", {("v1", "Pod"): store_of(pod("a", 1))})
+
+    async def call(fn: Any, *args: Any) -> Any:
+        asked.append(args)
+        return [] if fn is read._list else None
+
+    monkeypatch.setattr(read, "call", call)
+    yield asked
+
+
+def test_a_cached_read_uses_the_copies_where_they_are_complete(kept_pods: list[tuple[Any, ...]]) -> None:
+    async def reads() -> None:
+        assert (await read.get("v1", "Pod", NS, "a", cached=True) or {})["metadata"]["name"] == "a"
+        assert await read.get("v1", "Pod", NS, "gone", cached=True) is None
+        assert len(await read.list_("v1", "Pod", NS, "job-name=b", cached=True)) == 1
+        assert kept_pods == []
+        await read.get("v1", "Pod", NS, "a")  # not asked for the copy
+        await read.get("v1", "Pod", "not-listed-yet", "a", cached=True)
+        await read.list_("v1", "Pod", NS, "job-name in (b)", cached=True)  # not a selector of equalities
+        await read.get("apps/v1", "Deployment", NS, "d", cached=True)  # a kind without copies
+
+    asyncio.run(reads())
+    assert len(kept_pods) == 4
+
+
+def test_an_ended_jobs_pods_come_from_the_apiserver(kept_pods: list[tuple[Any, ...]]) -> None:
+    job = {"metadata": {"name": "b", "namespace": NS}, "status": {}}
+    ended = {**job, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+
+    async def reads() -> None:
+        assert len(await read.job_pods(job)) == 1
+        assert await read.job_pods(ended) == []
+
+    asyncio.run(reads())
+    assert kept_pods == [("v1", "Pod", NS, "job-name=b", "")]
