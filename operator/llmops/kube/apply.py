@@ -89,14 +89,18 @@ def apply_body(manifest: Manifest) -> bytes:
 def _server_side_apply(manifest: Manifest) -> dict[str, Any]:
     resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
     meta = manifest["metadata"]
-    written: dict[str, Any] = dynamic().request(
-        "patch",
-        resource.path(name=meta["name"], namespace=meta.get("namespace")),
-        body=apply_body(manifest),
-        content_type="application/apply-patch+yaml",
-        field_manager=FIELD_MANAGER,
-        force_conflicts=True,
-    ).to_dict()
+    written: dict[str, Any] = (
+        dynamic()
+        .request(
+            "patch",
+            resource.path(name=meta["name"], namespace=meta.get("namespace")),
+            body=apply_body(manifest),
+            content_type="application/apply-patch+yaml",
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        .to_dict()
+    )
     return written
 
 
