@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from ..kube.client import CREDENTIALS_LOCK
 from ..settings import Settings
 
 SETTINGS = Settings.from_env()
@@ -49,6 +50,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60  # as the kube layer's own requests (kube/client.py)
     start_http_server(SETTINGS.metrics_port)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own login through the kubernetes client, never while our client loads the same files."""
+    with CREDENTIALS_LOCK:
+        return kopf.login_via_client(**kwargs)
 
 
 @kopf.on.probe(id="apiserver")

@@ -7,6 +7,7 @@ import contextvars
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,13 +52,20 @@ class _ApiClient(client.ApiClient):
         return super().call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
 
 
+CREDENTIALS_LOCK = threading.Lock()
+"""Held while credentials are loaded. The kubernetes client writes a kubeconfig's certificates to
+temporary files it shares by content, and hands out a file's name before its bytes are written:
+kopf's login and ours, loading at once in two threads, could give kopf an empty certificate."""
+
+
 @cache
 def api_client() -> client.ApiClient:
     configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+    with CREDENTIALS_LOCK:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
     configuration.retries = RETRIES
     configuration.connection_pool_maxsize = API_WORKERS
     return _ApiClient(configuration)
