@@ -108,6 +108,16 @@ def test_an_event_is_told_once_and_our_own_write_is_not_news(children: tuple[Chi
     assert told[-1] == ("Pod", NS, "w")
 
 
+def test_a_listed_copy_names_its_kind_as_a_watched_one_does(children: tuple[Children, Any]) -> None:
+    kept, _ = children
+    listed = pod("l", 3)
+    del listed["apiVersion"], listed["kind"]  # as the items of a list come
+    kept.relisted("Pod", NS, [listed])
+    store = kept.store("v1", "Pod")
+    copy = store.get(NS, "l") if store is not None else None
+    assert copy is not None and (copy.body()["apiVersion"], copy.body()["kind"]) == ("v1", "Pod")
+
+
 def test_objects_outside_the_watched_namespaces_are_not_kept(children: tuple[Children, Any]) -> None:
     kept, told = children
     kept.accepts = lambda namespace: namespace == "elsewhere"

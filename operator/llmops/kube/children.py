@@ -343,10 +343,18 @@ class Children:
         return next((s for (_, k), s in self.stores.items() if k == kind), None)
 
     def relisted(self, kind: str, scope: str | None, bodies: list[dict[str, Any]]) -> None:
-        store = self._store_of(kind)
-        if store is None:
+        found = next(((v, s) for (v, k), s in self.stores.items() if k == kind), None)
+        if found is None:
             return
-        kept = [b for b in bodies if self.accepts(b["metadata"]["namespace"])]
+        api_version, store = found
+        # A list's items come without apiVersion and kind (the list says them once); a watch's
+        # objects and our writes' answers have them, and a copy must compare equal to a manifest
+        # either way, or every child would be applied again after each (re)list.
+        kept = [
+            {**body, "apiVersion": api_version, "kind": kind}
+            for body in bodies
+            if self.accepts(body["metadata"]["namespace"])
+        ]
         self._tell(kind, store.replace(scope, kept))
 
     def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
