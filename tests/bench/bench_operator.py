@@ -17,7 +17,9 @@ Measured:
                 (tests/support/raw_writer.py); the ratio operator/raw of models per second. Then,
                 until every model is Ready, the operator's writes per reconcile and per model.
   churn         with N models Ready, `--churn-rate` changes/s (creates and deletes) for
-                `--churn-seconds`: p50/p99 from create to children and from create to status.
+                `--churn-seconds`: p50/p99 from create to children and from create to status;
+                the same churn over the raw client's N models first, as the baseline (p99 ratio
+                operator/raw: what the machine and the control plane allow at that rate).
   memory        the operator's RSS with no model, at the largest N, and after growing to
                 `--population` models; its slope over a soak of `--soak-minutes` with light churn.
   restart       the operator stopped and started again over that population: writes it makes
@@ -262,7 +264,10 @@ class Bench:
         progress = Progress(self.admin, raw_ns)
         progress.start()
         with self.raw_writer(raw_ns):
-            raw_s, _ = self.first_pass(raw_ns, n, progress)
+            raw_s, raw_names = self.first_pass(raw_ns, n, progress)
+            if "churn" in self.args.phases:
+                self.builds_done(raw_ns, n)  # as the operator's churn starts with every model built
+                self.churn(raw_ns, progress, raw_names, self.args.churn_rate, self.args.churn_seconds, raw=True)
         progress.stop()
         self.drop_namespace(raw_ns, wait=not self.args.quick)
 
@@ -298,6 +303,16 @@ class Bench:
         f.setdefault("_writes", []).append((made["write"], passes))
         return process, ns, progress, names
 
+    def builds_done(self, namespace: str, n: int) -> None:
+        """Wait until n build Jobs of the namespace have succeeded: the cluster is done with them."""
+
+        def succeeded() -> bool:
+            jobs = self.admin.get(f"/apis/batch/v1/namespaces/{namespace}/jobs")["items"]
+            return sum(1 for job in jobs if job.get("status", {}).get("succeeded")) >= n
+
+        with suppress(AssertionError):
+            wait_for(succeeded, self.args.timeout_per_model * n * 4 + 300, f"{n} build Jobs", 5)
+
     def quiesce(self, process: OperatorProcess, n: int) -> None:
         """Wait until the operator has worked off the events behind it: only resyncs are left."""
         resync_rate = n / self.args.resync_seconds
@@ -309,9 +324,16 @@ class Bench:
                 return
         log("  the operator did not quiesce in 300 s")
 
-    def churn(self, namespace: str, progress: Progress, population: list[str], rate: float, seconds: float) -> None:
-        """rate changes/s for seconds: creates of new models and deletes of the oldest, alternating."""
+    def churn(
+        self, namespace: str, progress: Progress, population: list[str], rate: float, seconds: float, raw: bool = False
+    ) -> None:
+        """rate changes/s for seconds: creates of new models and deletes of the oldest, alternating.
+
+        raw: the baseline, the plain client of tests/support/raw_writer.py answering the same
+        changes over the same population, on the same machine a few minutes earlier.
+        """
         key = str(len(population))
+        who = "raw_" if raw else ""
         created: list[str] = []
         interval = 1.0 / rate
         started = time.monotonic()
@@ -348,16 +370,19 @@ class Bench:
         late = len(created) - len(children)
         achieved = len(finished) / (max(finished) - started)
         log(
-            f"  churn at {key}: {tick} changes ({achieved:.1f}/s); create->children p50 "
+            f"  {'raw ' if raw else ''}churn at {key}: {tick} changes ({achieved:.1f}/s); create->children p50 "
             f"{percentile(children, 50):.3f}s p99 {percentile(children, 99):.3f}s; create->status p99 "
             f"{percentile(status, 99):.3f}s; {late} not done in 120 s"
         )
         f = self.figures
-        f.setdefault("p99_create_to_children_s", {})[key] = round(percentile(children, 99), 3)
-        f.setdefault("p50_create_to_children_s", {})[key] = round(percentile(children, 50), 3)
-        f.setdefault("p99_create_to_status_s", {})[key] = round(percentile(status, 99), 3)
-        f.setdefault("churn_changes_per_s", {})[key] = round(achieved, 1)
-        f.setdefault("churn_not_done", {})[key] = late
+        f.setdefault(f"{who}p99_create_to_children_s", {})[key] = round(percentile(children, 99), 3)
+        f.setdefault(f"{who}p50_create_to_children_s", {})[key] = round(percentile(children, 50), 3)
+        f.setdefault(f"{who}p99_create_to_status_s", {})[key] = round(percentile(status, 99), 3)
+        f.setdefault(f"{who}churn_changes_per_s", {})[key] = round(achieved, 1)
+        f.setdefault(f"{who}churn_not_done", {})[key] = late
+        if not raw and key in f.get("raw_p99_create_to_children_s", {}):
+            baseline = f["raw_p99_create_to_children_s"][key]
+            f.setdefault("churn_p99_ratio_vs_raw", {})[key] = round(percentile(children, 99) / max(baseline, 1e-3), 2)
 
     def grow(self, namespace: str, progress: Progress, population: list[str], target: int) -> None:
         more = [f"g-{i:05d}" for i in range(target - len(population))]
@@ -577,7 +602,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda t: t.split(","),
         default=["throughput", "churn", "memory", "restart", "idle", "handover"],
     )
-    parser.add_argument("--keep", action="store_true", help="keep the namespaces (debugging)")
+    parser.add_argument("--keep", action="store_true", help="keep the namespaces and the logs (debugging)")
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "operator.json")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -650,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(bench.figures, indent=2) + "\n")
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
-    if ok:
+    if ok and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
