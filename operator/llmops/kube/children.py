@@ -339,11 +339,12 @@ class Children:
         except RuntimeError:
             pass  # the loop is closed: the operator is exiting
 
-    def _store_of(self, kind: str) -> Store | None:
-        return next((s for (_, k), s in self.stores.items() if k == kind), None)
+    def _store_of(self, kind: str) -> tuple[str, Store] | None:
+        """The kind's apiVersion and store."""
+        return next(((v, s) for (v, k), s in self.stores.items() if k == kind), None)
 
     def relisted(self, kind: str, scope: str | None, bodies: list[dict[str, Any]]) -> None:
-        found = next(((v, s) for (v, k), s in self.stores.items() if k == kind), None)
+        found = self._store_of(kind)
         if found is None:
             return
         api_version, store = found
@@ -358,11 +359,12 @@ class Children:
         self._tell(kind, store.replace(scope, kept))
 
     def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
-        store = self._store_of(kind)
+        found = self._store_of(kind)
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace") or "", meta.get("name") or ""
-        if store is None or not self.accepts(namespace):
+        if found is None or not self.accepts(namespace):
             return
+        store = found[1]
         copy = Copy.of(body)
         if type_ == "DELETED":
             news = store.remove(namespace, name, copy.resource_version) is not None
