@@ -11,6 +11,7 @@ import pytest
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers import reconciler as module
 from llmops.handlers.reconciler import Reconciler
+from llmops.kube.client import Priority
 from llmops.plan.common import Plan
 
 TAKES = 0.1
@@ -104,7 +105,7 @@ def test_an_event_makes_a_pending_resync_a_reconcile_of_its_own(reconciles: list
         reconciler = Reconciler(LLMModel, plan, resync_seconds=0.05)
         reconciler.schedule_resync("ns", "m")
         reconciler.schedule("ns", "m", 1.0)  # a child event, due after the resync: served by it
-        assert ("ns", "m") not in reconciler._resync_only
+        assert reconciler._priority[("ns", "m")] is Priority.FOLLOW_UP
         reconciler.resync_seconds = 60
         await settle(reconciler, 0.3)
 

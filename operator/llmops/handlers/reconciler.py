@@ -24,7 +24,7 @@ import pydantic
 from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
-from ..kube.client import is_namespace_terminating
+from ..kube.client import PRIORITY, Priority, is_namespace_terminating
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import Event, Plan, set_condition
 from . import children, peering
@@ -57,8 +57,9 @@ class Reconciler(Generic[R]):
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _scheduled: dict[tuple[str, str], asyncio.TimerHandle] = field(default_factory=dict)
-    _resync_only: set[tuple[str, str]] = field(default_factory=set)
-    """Resources whose pending timer is their resync and nothing else: it waits for a resync slot."""
+    _priority: dict[tuple[str, str], Priority] = field(default_factory=dict)
+    """The priority of each pending timer's reconcile. RESYNC: the timer is a resync and nothing
+    else, so it also waits for a resync slot."""
     _resync_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(RESYNCS_AT_ONCE))
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _queued: set[tuple[str, str]] = field(default_factory=set)
@@ -198,7 +199,7 @@ class Reconciler(Generic[R]):
         pending = self._scheduled.pop(key, None)
         if pending is not None:
             pending.cancel()
-        self._resync_only.discard(key)
+        self._priority.pop(key, None)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         status.forget(self.model.crd.plural, *key)
@@ -213,56 +214,62 @@ class Reconciler(Generic[R]):
             # decided from everything this event shows. Each write would otherwise cost one more
             # reconcile (every read of it) that changes nothing.
             return
-        self.schedule(namespace, name, 0)
+        self.schedule(namespace, name, 0, Priority.CHANGE if unobserved(body) else Priority.FOLLOW_UP)
 
     def child_changed(self, namespace: str, name: str) -> None:
         """An event of one of the resource's children: reconcile it once the burst is over."""
         self.schedule(namespace, name, CHILD_EVENTS_WINDOW)
 
-    def schedule(self, namespace: str, name: str, delay: float) -> None:
+    def schedule(self, namespace: str, name: str, delay: float, priority: Priority = Priority.FOLLOW_UP) -> None:
         """Reconcile within `delay` seconds: one pending timer per resource, the one due first.
 
-        Every reconcile reads everything afresh, so one due earlier serves a later one too; and a
-        resync set when a reconcile ends must not push back one that an event set meanwhile.
+        Every reconcile reads everything afresh, so one due earlier serves a later one too, at the
+        more urgent of their priorities; and a resync set when a reconcile ends must not push back
+        one that an event set meanwhile.
         """
-        self._set_timer(namespace, name, delay, resync=False)
+        self._set_timer(namespace, name, delay, priority)
 
     def schedule_resync(self, namespace: str, name: str) -> None:
         """The periodic look, in case anything was missed: after 80-100% of the period, in a resync slot."""
         delay = self.resync_seconds * (1.0 - RESYNC_JITTER * random.random())
-        self._set_timer(namespace, name, delay, resync=True)
+        self._set_timer(namespace, name, delay, Priority.RESYNC)
 
-    def _set_timer(self, namespace: str, name: str, delay: float, *, resync: bool) -> None:
+    def _set_timer(self, namespace: str, name: str, delay: float, priority: Priority) -> None:
         key = (namespace, name)
         loop = asyncio.get_running_loop()
         pending = self._scheduled.get(key)
         if pending is not None:
+            priority = min(priority, self._priority.get(key, priority))
             if pending.when() <= loop.time() + delay:
-                if not resync:
-                    self._resync_only.discard(key)  # due anyway, but now for a change: no resync slot
+                self._priority[key] = priority
                 return
             pending.cancel()
 
         def start() -> None:
             if self._scheduled.get(key) is handle:
                 del self._scheduled[key]
-            only_resync = key in self._resync_only
-            self._resync_only.discard(key)
-            run = self._resync if only_resync else self.reconcile
+            priority = self._priority.pop(key, Priority.FOLLOW_UP)
+            run = self._resync if priority is Priority.RESYNC else self.reconcile
+            # A context of its own, holding only the priority of the reconcile's requests: a
+            # timer keeps the context it is set in, and one set in a kopf handler (or in a
+            # reconcile such a timer started, and so on) would keep kopf's cause of that event,
+            # with the event's whole body, for as long as the resource exists.
+            context = contextvars.Context()
+            context.run(PRIORITY.set, priority)
             # Keep a reference: the event loop holds tasks only weakly.
-            task = loop.create_task(run(namespace, name), context=contextvars.Context())
+            task = loop.create_task(run(namespace, name), context=context)
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-        # An empty context: a timer keeps the context it is set in, and one set in a kopf handler
-        # (or in a reconcile such a timer started, and so on) would keep kopf's cause of that
-        # event, with the event's whole body, for as long as the resource exists.
         handle = loop.call_later(delay, start, context=contextvars.Context())
         self._scheduled[key] = handle
-        if resync:
-            self._resync_only.add(key)
-        else:
-            self._resync_only.discard(key)
+        self._priority[key] = priority
+
+
+def unobserved(body: Mapping[str, Any]) -> bool:
+    """A generation the operator has not reconciled yet: just created, or its spec just changed."""
+    generation = (body.get("metadata") or {}).get("generation")
+    return generation != (body.get("status") or {}).get("observedGeneration")
 
 
 def listed(type_: str | None) -> bool:

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import heapq
+import itertools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from enum import IntEnum
 from functools import cache
 from typing import Any, TypeVar
 
@@ -112,12 +116,76 @@ class ServerBackoff:
 SERVER_BACKOFF = ServerBackoff()
 
 
+class Priority(IntEnum):
+    """Which waiting request goes to the apiserver first: the lowest value."""
+
+    CHANGE = 0
+    """A reconcile of a generation not yet observed: a create or a spec edit, what a user waits on."""
+    FOLLOW_UP = 1
+    """What a change brings about later: a child's event, a requeue, a retry."""
+    RESYNC = 2
+    """The periodic look, which almost always finds nothing new."""
+
+
+PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar("llmops_priority", default=Priority.FOLLOW_UP)
+"""The priority of the requests made in this context; a reconcile sets it for its own."""
+
+
+class RequestGate:
+    """At most `slots` requests in flight; the others wait in order of priority, then of arrival.
+
+    The worker threads alone serve requests first in, first out: under a burst, a new resource's
+    first request would wait behind every follow-up and resync asked for before it, and its
+    children would come as late as the whole backlog. Under overload the resyncs wait instead.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @asynccontextmanager
+    async def slot(self, priority: int) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        granted = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrivals), granted))
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # the slot came as the wait was cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            _, _, granted = heapq.heappop(self._waiting)
+            if not granted.done():  # a cancelled wait stays in the heap until it comes up
+                granted.set_result(None)
+                return
+        self._free += 1
+
+
+@cache
+def _gate() -> RequestGate:
+    return RequestGate(API_WORKERS)
+
+
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     await SERVER_BACKOFF.wait()
     try:
         context = contextvars.copy_context()  # as asyncio.to_thread does
         work = functools.partial(context.run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(_workers(), work)
+        async with _gate().slot(PRIORITY.get()):
+            return await asyncio.get_running_loop().run_in_executor(_workers(), work)
     except Exception as error:
         seconds = SERVER_BACKOFF.retry_after(error)
         if seconds is not None:
