@@ -11,16 +11,27 @@ from llmops.kube import client
 TENANT: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="")
 
 
-def test_api_workers_requests_run_at_once() -> None:
-    everyone_in = threading.Barrier(client.API_WORKERS, timeout=10)
+def in_flight_together(n: int, priority: client.Priority) -> list[int]:
+    everyone_in = threading.Barrier(n, timeout=10)
 
     def request() -> int:
         return everyone_in.wait()  # raises BrokenBarrierError unless all are in flight together
 
     async def burst() -> list[int]:
-        return await asyncio.gather(*(client.call(request) for _ in range(client.API_WORKERS)))
+        client.PRIORITY.set(priority)
+        return await asyncio.gather(*(client.call(request) for _ in range(n)))
 
-    assert sorted(asyncio.run(burst())) == list(range(client.API_WORKERS))
+    return sorted(asyncio.run(burst()))
+
+
+def test_api_workers_changes_run_at_once() -> None:
+    n = client.API_WORKERS
+    assert in_flight_together(n, client.Priority.CHANGE) == list(range(n))
+
+
+def test_other_requests_leave_the_reserved_slots_free() -> None:
+    n = client.API_WORKERS - client.RESERVED_FOR_CHANGES
+    assert in_flight_together(n, client.Priority.FOLLOW_UP) == list(range(n))
 
 
 def test_more_than_the_default_pool_of_a_small_machine() -> None:

@@ -72,6 +72,28 @@ def test_no_more_than_the_slots_in_flight() -> None:
     assert asyncio.run(burst()) == 3
 
 
+def test_a_change_takes_a_reserved_slot_that_other_work_waits_for() -> None:
+    async def reserved() -> list[str]:
+        gate, order = RequestGate(3, reserved=1), []
+        release = asyncio.Event()
+
+        async def request(name: str, priority: Priority) -> None:
+            async with gate.slot(priority):
+                order.append(name)
+                await release.wait()
+
+        tasks = [asyncio.create_task(request(f"child-{i}", Priority.FOLLOW_UP)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        tasks.append(asyncio.create_task(request("create", Priority.CHANGE)))
+        await asyncio.sleep(0.01)
+        seen = list(order)
+        release.set()
+        await asyncio.gather(*tasks)
+        return seen
+
+    assert asyncio.run(reserved()) == ["child-0", "child-1", "create"]
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -40,6 +40,8 @@ API_WORKERS = 16
 apiserver, not for the CPU: with asyncio's default pool (cores + 4 threads: 6 on 2 cores) a
 burst of new resources queued behind six requests and their first children came tens of
 seconds late. The connection pool is as large, so no request opens a TLS connection of its own."""
+RESERVED_FOR_CHANGES = 4
+"""Of those, the ones only a change (a create, a spec edit) may use: see RequestGate."""
 
 
 class _ApiClient(client.ApiClient):
@@ -136,11 +138,14 @@ class RequestGate:
 
     The worker threads alone serve requests first in, first out: under a burst, a new resource's
     first request would wait behind every follow-up and resync asked for before it, and its
-    children would come as late as the whole backlog. Under overload the resyncs wait instead.
+    children would come as late as the whole backlog. `reserved` slots are only ever taken by
+    changes, so a change never waits for a slot while less urgent work keeps the rest busy.
+    Under overload the resyncs and follow-ups wait instead.
     """
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, reserved: int = 0) -> None:
         self._free = slots
+        self._reserved = reserved
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
 
@@ -150,33 +155,41 @@ class RequestGate:
         try:
             yield
         finally:
-            self._release()
+            self._free += 1
+            self._grant()
+
+    def _may_take(self, priority: int) -> bool:
+        return self._free > (0 if priority == Priority.CHANGE else self._reserved)
 
     async def _acquire(self, priority: int) -> None:
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-            return
         granted = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (priority, next(self._arrivals), granted))
+        self._grant()  # at once, when a slot it may take is free
         try:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release()  # the slot came as the wait was cancelled: pass it on
+                self._free += 1  # the slot came as the wait was cancelled: pass it on
+                self._grant()
             raise
 
-    def _release(self) -> None:
+    def _grant(self) -> None:
+        """Hand free slots to the most urgent waits that may take them."""
         while self._waiting:
-            _, _, granted = heapq.heappop(self._waiting)
-            if not granted.done():  # a cancelled wait stays in the heap until it comes up
+            priority, _, granted = self._waiting[0]
+            if granted.done():  # a cancelled wait stays in the heap until it comes up
+                heapq.heappop(self._waiting)
+            elif self._may_take(priority):
+                heapq.heappop(self._waiting)
+                self._free -= 1
                 granted.set_result(None)
+            else:
                 return
-        self._free += 1
 
 
 @cache
 def _gate() -> RequestGate:
-    return RequestGate(API_WORKERS)
+    return RequestGate(API_WORKERS, reserved=RESERVED_FOR_CHANGES)
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
