@@ -1,4 +1,8 @@
-"""An event that shows only the reconciler's own status write starts no reconcile: it would change nothing."""
+"""An event that shows only the reconciler's own status write starts no reconcile: it would change nothing.
+
+A reconcile an event started decides from that event's body, without reading the resource
+again, unless a status write of ours came after it.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,10 @@ class FakeCluster:
         self.body = {**self.body, "metadata": meta, "status": {**self.body.get("status", {}), **patch}}
         return str(self.version)
 
+    def at(self, version: str) -> dict[str, Any]:
+        """The object as an event shows it at that resourceVersion."""
+        return {**self.body, "metadata": {**self.body["metadata"], "resourceVersion": version}}
+
 
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
@@ -48,13 +56,24 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> FakeCluster:
     return fake
 
 
+PLANNED: list[dict[str, Any]] = []
+"""The status each reconcile planned from."""
+
+
 async def plan(resource: LLMModel, now: datetime) -> Plan:
+    PLANNED.append(resource.status.model_dump(by_alias=True, exclude_none=True))
     return Plan(status={"phase": "Pending", "observedGeneration": resource.generation})
 
 
-def event(reconciler: Reconciler[LLMModel], type_: str | None, version: str) -> None:
+@pytest.fixture(autouse=True)
+def planned() -> list[dict[str, Any]]:
+    PLANNED.clear()
+    return PLANNED
+
+
+def event(reconciler: Reconciler[LLMModel], cluster: FakeCluster, type_: str | None, version: str) -> None:
     async def deliver() -> None:
-        await reconciler.resource_changed(type_, NS, NAME, {"metadata": {"resourceVersion": version}})
+        await reconciler.resource_changed(type_, NS, NAME, cluster.at(version))
         await asyncio.sleep(0.01)  # the reconcile it started, if any, begins
         while reconciler._running:
             await asyncio.gather(*reconciler._running)
@@ -66,37 +85,65 @@ def event(reconciler: Reconciler[LLMModel], type_: str | None, version: str) -> 
 
 def written(cluster: FakeCluster) -> Reconciler[LLMModel]:
     reconciler: Reconciler[LLMModel] = Reconciler(LLMModel, plan)
-    event(reconciler, "ADDED", "1")
+    event(reconciler, cluster, "ADDED", "1")
     assert cluster.body["status"]["phase"] == "Pending"
     return reconciler
 
 
-def test_the_event_of_our_own_status_write_is_not_reconciled(cluster: FakeCluster) -> None:
+def test_the_event_of_our_own_status_write_is_not_reconciled(cluster: FakeCluster, planned: list[Any]) -> None:
     reconciler = written(cluster)
-    reads = cluster.reads
-    event(reconciler, "MODIFIED", cluster.body["metadata"]["resourceVersion"])
-    assert cluster.reads == reads
+    event(reconciler, cluster, "MODIFIED", cluster.body["metadata"]["resourceVersion"])
+    assert len(planned) == 1
 
 
-def test_a_change_after_our_write_is_reconciled(cluster: FakeCluster) -> None:
+def test_a_create_is_planned_from_its_event_without_a_read(cluster: FakeCluster, planned: list[Any]) -> None:
+    written(cluster)
+    assert (len(planned), cluster.reads) == (1, 0)
+
+
+def test_a_change_after_our_write_is_reconciled_from_its_event(cluster: FakeCluster, planned: list[Any]) -> None:
     reconciler = written(cluster)
-    reads = cluster.reads
-    event(reconciler, "MODIFIED", str(cluster.version + 1))  # someone wrote after us
-    assert cluster.reads > reads
+    event(reconciler, cluster, "MODIFIED", str(cluster.version + 1))  # someone wrote after us
+    assert len(planned) == 2
+    assert cluster.reads == 0
+    assert planned[-1]["phase"] == "Pending"
 
 
-def test_kopfs_listing_is_always_reconciled(cluster: FakeCluster) -> None:
+def test_an_event_older_than_our_write_is_read_again(cluster: FakeCluster, planned: list[Any]) -> None:
+    reconciler = written(cluster)  # our write made version 2
+    event(reconciler, cluster, None, "1")  # kopf's listing, from before it
+    assert len(planned) == 2
+    assert cluster.reads == 1
+
+
+def test_an_event_is_used_once(cluster: FakeCluster, planned: list[Any]) -> None:
     reconciler = written(cluster)
-    reads = cluster.reads
-    event(reconciler, None, cluster.body["metadata"]["resourceVersion"])
-    assert cluster.reads > reads
+
+    async def again() -> None:
+        reconciler.child_changed(NS, NAME)
+        await asyncio.sleep(module.CHILD_EVENTS_WINDOW + 0.1)
+        while reconciler._running:
+            await asyncio.gather(*reconciler._running)
+        for pending in list(reconciler._scheduled.values()):
+            pending.cancel()
+
+    asyncio.run(again())
+    assert len(planned) == 2
+    assert cluster.reads == 1
 
 
-def test_a_deletion_is_not_reconciled(cluster: FakeCluster) -> None:
+def test_kopfs_listing_is_always_reconciled(cluster: FakeCluster, planned: list[Any]) -> None:
     reconciler = written(cluster)
-    reads = cluster.reads
-    event(reconciler, "DELETED", "99")
-    assert cluster.reads == reads
+    event(reconciler, cluster, None, cluster.body["metadata"]["resourceVersion"])
+    assert len(planned) == 2
+
+
+def test_a_deletion_is_not_reconciled_and_drops_the_event_kept(cluster: FakeCluster, planned: list[Any]) -> None:
+    reconciler = written(cluster)
+    reconciler._seen[(NS, NAME)] = module.Copy.of(cluster.at("98"))
+    event(reconciler, cluster, "DELETED", "99")
+    assert len(planned) == 1
+    assert reconciler._seen == {}
 
 
 def test_a_forgotten_resource_keeps_no_record_of_its_writes(cluster: FakeCluster) -> None:

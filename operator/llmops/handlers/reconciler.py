@@ -24,6 +24,7 @@ import pydantic
 from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
+from ..kube.children import Copy
 from ..kube.client import PRIORITY, Priority, is_namespace_terminating
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import Event, Plan, set_condition
@@ -64,6 +65,8 @@ class Reconciler(Generic[R]):
     _running: set[asyncio.Task[None]] = field(default_factory=set)
     _queued: set[tuple[str, str]] = field(default_factory=set)
     """Resources with a reconcile waiting for the one that runs."""
+    _seen: dict[tuple[str, str], Copy] = field(default_factory=dict)
+    """The resource as its latest event showed it, kept until the next reconcile reads it."""
     _rejected: dict[tuple[str, str], int] = field(default_factory=dict)
     """The generation whose children the apiserver refused: not tried again until the spec changes."""
 
@@ -146,8 +149,21 @@ class Reconciler(Generic[R]):
         with read.one_look():
             return await self._observe_plan_apply(namespace, name)
 
+    async def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The resource: as its latest event showed it, unless a status write of ours came since.
+
+        A reconcile an event started would otherwise read again what that event just brought:
+        one GET more on every create and edit. The event is used once; a retry, a resync or a
+        child's event reads the apiserver, and so does anything after our own last write, so no
+        reconcile decides from a status older than the one it wrote itself.
+        """
+        seen = self._seen.pop((namespace, name), None)
+        if seen is not None and not status.written_since(self.model.crd.plural, namespace, name, seen.resource_version):
+            return seen.body()
+        return await read.get(API_VERSION, self.kind, namespace, name)
+
     async def _observe_plan_apply(self, namespace: str, name: str) -> Plan | None:
-        body = await read.get(API_VERSION, self.kind, namespace, name)
+        body = await self._read(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._rejected.pop((namespace, name), None)
             return None  # children go with it through their owner references
@@ -200,6 +216,7 @@ class Reconciler(Generic[R]):
         if pending is not None:
             pending.cancel()
         self._priority.pop(key, None)
+        self._seen.pop(key, None)
         self._locks.pop(key, None)
         self._failures.pop(key, None)
         status.forget(self.model.crd.plural, *key)
@@ -207,6 +224,7 @@ class Reconciler(Generic[R]):
     async def resource_changed(self, type_: str | None, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         """An event of the resource itself (kopf's listing has no type)."""
         if type_ == "DELETED":
+            self._seen.pop((namespace, name), None)
             return
         version = (body.get("metadata") or {}).get("resourceVersion")
         if type_ is not None and status.is_own_write(self.model.crd.plural, namespace, name, version):
@@ -214,6 +232,7 @@ class Reconciler(Generic[R]):
             # decided from everything this event shows. Each write would otherwise cost one more
             # reconcile (every read of it) that changes nothing.
             return
+        self._seen[(namespace, name)] = Copy.of(body)
         self.schedule(namespace, name, 0, Priority.CHANGE if unobserved(body) else Priority.FOLLOW_UP)
 
     def child_changed(self, namespace: str, name: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any, cast
 from kubernetes import client
 
 from ..api.common import GROUP, VERSION, Resource
+from .children import newer
 from .client import api_client, call
 
 
@@ -43,6 +44,12 @@ async def write_status(resource: Resource, observed: dict[str, Any], status: dic
 def is_own_write(plural: str, namespace: str, name: str, resource_version: str | None) -> bool:
     """The object is exactly as our last status write left it: a reconcile of it would change nothing."""
     return bool(resource_version) and _written.get((plural, namespace, name)) == resource_version
+
+
+def written_since(plural: str, namespace: str, name: str, resource_version: str) -> bool:
+    """Our last status write of the object is newer than this version of it."""
+    written = _written.get((plural, namespace, name))
+    return written is not None and written != resource_version and newer(written, resource_version)
 
 
 def forget(plural: str, namespace: str, name: str) -> None:
