@@ -49,7 +49,7 @@ def is_own_write(plural: str, namespace: str, name: str, resource_version: str |
 def written_since(plural: str, namespace: str, name: str, resource_version: str) -> bool:
     """Our last status write of the object is newer than this version of it."""
     written = _written.get((plural, namespace, name))
-    return written is not None and written != resource_version and newer(written, resource_version)
+    return written is not None and newer(written, resource_version)
 
 
 def forget(plural: str, namespace: str, name: str) -> None:
