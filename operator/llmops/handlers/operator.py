@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from ..kube.children import PAGE
 from ..kube.client import CREDENTIALS_LOCK
 from ..settings import Settings
 
@@ -47,6 +48,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 70
+    # kopf lists our resources in one answer by default: thousands of them parsed at once, when
+    # the operator starts, in memory the process keeps. In pages, as the children's copies.
+    settings.watching.chunk_size = PAGE
+    # kopf's worker of each resource outlives its last event by this long, holding that event's
+    # body (5 s by default): a burst of thousands of creates kept them all. Ours returns at once.
+    settings.batching.idle_timeout = 0.5
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60  # as the kube layer's own requests (kube/client.py)
     start_http_server(SETTINGS.metrics_port)
