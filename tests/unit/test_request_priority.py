@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from llmops.api.llmmodel import LLMModel
+from llmops.handlers import reconciler as reconciler_module
 from llmops.handlers.reconciler import Reconciler, unobserved
-from llmops.kube.client import PRIORITY, Priority, RequestGate
+from llmops.kube.client import PRIORITY, Priority, PriorityGate
 from llmops.plan.common import Plan
 
 
-async def served_order(gate: RequestGate, arrivals: list[tuple[str, Priority]], cancel: str = "") -> list[str]:
+async def served_order(gate: PriorityGate, arrivals: list[tuple[str, Priority]], cancel: str = "") -> list[str]:
     """Hold the only slot while requests arrive, then let go: the order in which they got it."""
     order: list[str] = []
 
@@ -41,19 +42,19 @@ def test_waiting_requests_go_by_priority_then_arrival() -> None:
         ("create-2", Priority.CHANGE),
         ("child-2", Priority.FOLLOW_UP),
     ]
-    order = asyncio.run(served_order(RequestGate(1), arrivals))
+    order = asyncio.run(served_order(PriorityGate(1), arrivals))
     assert order == ["create-1", "create-2", "child-1", "child-2", "resync-1", "resync-2"]
 
 
 def test_a_cancelled_wait_passes_its_turn_on() -> None:
     arrivals = [("a", Priority.CHANGE), ("b", Priority.RESYNC)]
-    order = asyncio.run(served_order(RequestGate(1), arrivals, cancel="a"))
+    order = asyncio.run(served_order(PriorityGate(1), arrivals, cancel="a"))
     assert order == ["b"]
 
 
 def test_no_more_than_the_slots_in_flight() -> None:
     async def burst() -> int:
-        gate, in_flight, most = RequestGate(3), 0, 0
+        gate, in_flight, most = PriorityGate(3), 0, 0
 
         async def request(priority: Priority) -> None:
             nonlocal in_flight, most
@@ -74,7 +75,7 @@ def test_no_more_than_the_slots_in_flight() -> None:
 
 def test_a_change_takes_a_reserved_slot_that_other_work_waits_for() -> None:
     async def reserved() -> list[str]:
-        gate, order = RequestGate(3, reserved=1), []
+        gate, order = PriorityGate(3, reserved=1), []
         release = asyncio.Event()
 
         async def request(name: str, priority: Priority) -> None:
@@ -149,3 +150,37 @@ def test_a_reconcile_makes_its_requests_at_the_priority_of_what_started_it(
         "edited": Priority.CHANGE,
     }
     assert len(priorities) == 5
+
+
+def test_reconciles_in_flight_are_bounded_and_a_change_goes_before_the_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of follow-ups holds at most the unreserved slots; a create behind them starts next."""
+    gate = PriorityGate(3, reserved=1)
+    monkeypatch.setattr(reconciler_module, "_reconcile_slots", lambda: gate)
+    in_flight, most, started = 0, 0, []
+
+    async def once(self: Reconciler[Any], namespace: str, name: str) -> Plan | None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        started.append(name)
+        await asyncio.sleep(0.02)
+        in_flight -= 1
+        return None
+
+    monkeypatch.setattr(Reconciler, "_reconcile_once", once)
+
+    async def burst() -> None:
+        reconciler = Reconciler(LLMModel, plan)
+        for i in range(10):
+            reconciler.schedule("ns", f"child-{i}", 0)  # a burst of follow-ups, all due at once
+        await asyncio.sleep(0.005)
+        await reconciler.resource_changed("ADDED", "ns", "created", {"metadata": {"generation": 1}})
+        while reconciler._running:
+            await asyncio.sleep(0.01)
+
+    asyncio.run(burst())
+    assert most == 3
+    assert started.index("created") == 2  # right after the two follow-ups the unreserved slots let in
+    assert len(started) == 11

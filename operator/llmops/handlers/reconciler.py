@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -25,7 +26,7 @@ from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
 from ..kube.children import Copy
-from ..kube.client import PRIORITY, Priority, is_namespace_terminating
+from ..kube.client import PRIORITY, Priority, PriorityGate, is_namespace_terminating
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import Event, Plan, set_condition
 from . import children, peering
@@ -43,6 +44,13 @@ RESYNCS_AT_ONCE = 4
 almost always, so it waits for a slot, and a change a user made (a create, an edit, a child's
 event) never queues behind a minute's worth of them for the apiserver and the CPU. With
 thousands of resources the resyncs then stretch past their period instead of delaying changes."""
+RECONCILES_AT_ONCE = 32
+"""Reconciles in flight at once, every kind together; the others wait their turn by priority.
+One in flight holds its resource, its children and its plan parsed, some 50 KB: a burst of
+2,000 creates held them all at once, and the process kept that peak as RSS for good. 32 are
+twice the API requests in flight (kube/client.py), enough to keep those busy."""
+RECONCILE_SLOTS_FOR_CHANGES = 8
+"""Of those, the ones only a change may take: a create never waits behind follow-ups and resyncs."""
 RESYNC_JITTER = 0.2
 """Each resync comes after a random 80-100% of the period: resources created together (a GitOps
 sync, a restart's listing) do not stay in step and resync together every period."""
@@ -126,7 +134,7 @@ class Reconciler(Generic[R]):
 
     @asynccontextmanager
     async def _turn(self, key: tuple[str, str]) -> AsyncIterator[bool]:
-        """The resource's lock; False at once when another call already waits for it.
+        """The resource's lock and a reconcile slot; False at once when another call already waits for them.
 
         That call reads the resource after the running reconcile ends, so it sees whatever
         this one would: a burst of events (a re-list, a Job's pods) costs one reconcile, not one each.
@@ -136,14 +144,14 @@ class Reconciler(Generic[R]):
             return
         self._queued.add(key)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        try:
-            await lock.acquire()
-        finally:
-            self._queued.discard(key)
-        try:
+        async with AsyncExitStack() as held:
+            try:
+                await lock.acquire()
+                held.callback(lock.release)
+                await held.enter_async_context(_reconcile_slots().slot(PRIORITY.get()))
+            finally:
+                self._queued.discard(key)
             yield True
-        finally:
-            lock.release()
 
     async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
         with read.one_look():
@@ -283,6 +291,11 @@ class Reconciler(Generic[R]):
         handle = loop.call_later(delay, start, context=contextvars.Context())
         self._scheduled[key] = handle
         self._priority[key] = priority
+
+
+@functools.cache
+def _reconcile_slots() -> PriorityGate:
+    return PriorityGate(RECONCILES_AT_ONCE, reserved=RECONCILE_SLOTS_FOR_CHANGES)
 
 
 def unobserved(body: Mapping[str, Any]) -> bool:

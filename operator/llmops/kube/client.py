@@ -41,7 +41,7 @@ apiserver, not for the CPU: with asyncio's default pool (cores + 4 threads: 6 on
 burst of new resources queued behind six requests and their first children came tens of
 seconds late. The connection pool is as large, so no request opens a TLS connection of its own."""
 RESERVED_FOR_CHANGES = 4
-"""Of those, the ones only a change (a create, a spec edit) may use: see RequestGate."""
+"""Of those, the ones only a change (a create, a spec edit) may use: see PriorityGate."""
 
 
 class _ApiClient(client.ApiClient):
@@ -133,14 +133,15 @@ PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar("llmops_prio
 """The priority of the requests made in this context; a reconcile sets it for its own."""
 
 
-class RequestGate:
-    """At most `slots` requests in flight; the others wait in order of priority, then of arrival.
+class PriorityGate:
+    """At most `slots` holders at once; the others wait in order of priority, then of arrival.
 
-    The worker threads alone serve requests first in, first out: under a burst, a new resource's
-    first request would wait behind every follow-up and resync asked for before it, and its
-    children would come as late as the whole backlog. `reserved` slots are only ever taken by
-    changes, so a change never waits for a slot while less urgent work keeps the rest busy.
-    Under overload the resyncs and follow-ups wait instead.
+    Each request to the apiserver passes one (`call`), and each reconcile another (handlers/
+    reconciler.py). First in, first out, a burst would put a new resource's first request behind
+    every follow-up and resync asked for before it, and its children would come as late as the
+    whole backlog. `reserved` slots are only ever taken by changes, so a change never waits for
+    a slot while less urgent work keeps the rest busy. Under overload the resyncs and follow-ups
+    wait instead.
     """
 
     def __init__(self, slots: int, reserved: int = 0) -> None:
@@ -188,8 +189,8 @@ class RequestGate:
 
 
 @cache
-def _gate() -> RequestGate:
-    return RequestGate(API_WORKERS, reserved=RESERVED_FOR_CHANGES)
+def _gate() -> PriorityGate:
+    return PriorityGate(API_WORKERS, reserved=RESERVED_FOR_CHANGES)
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
