@@ -46,7 +46,7 @@ event) never queues behind a minute's worth of them for the apiserver and the CP
 thousands of resources the resyncs then stretch past their period instead of delaying changes."""
 RECONCILES_AT_ONCE = 32
 """Reconciles in flight at once, every kind together; the others wait their turn by priority.
-One in flight holds its resource, its children and its plan parsed, some 50 KB: a burst of
+One in flight holds its resource, its children and its plan parsed, tens of KB: a burst of
 2,000 creates held them all at once, and the process kept that peak as RSS for good. 32 are
 twice the API requests in flight (kube/client.py), enough to keep those busy."""
 RECONCILE_SLOTS_FOR_CHANGES = 8

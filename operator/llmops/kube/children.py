@@ -48,8 +48,9 @@ KINDS = (
 """The kinds of children kept: the ones every LLMModel and FineTuneJob reconcile reads."""
 PAGE = 100
 """Objects per page of a (re-)list. A page is parsed whole before its objects become copies, and
-parsed JSON takes about ten times the memory of its text: five kinds listing pages of 500 pods at
-once, when the operator starts, came to 60 MiB of Python objects that the process kept as RSS."""
+parsed JSON takes about ten times the memory of its text: a start over 500 models, with five
+kinds listed in pages of 500 at once (and kopf's list of the models in one answer), held some
+60 MiB of Python objects for a moment, and the process kept them as RSS."""
 WATCH_SECONDS = 300
 """The apiserver ends each watch after this long; the next one resumes where it ended."""
 SILENCE_SECONDS = 70
