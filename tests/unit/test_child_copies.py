@@ -146,6 +146,7 @@ def test_objects_outside_the_watched_namespaces_are_not_kept(children: tuple[Chi
     kept.accepts = lambda namespace: namespace == "elsewhere"
     kept.changed("Pod", "MODIFIED", pod("a", 2))
     assert told == []
+    assert listed_copies("v1", "Pod", [pod("a", 3)], kept.accepts) == {}
 
 
 def test_streams_per_named_namespace_else_one_for_the_cluster_filtered_as_kopf_matches() -> None:

@@ -113,15 +113,22 @@ Listed = Mapping[tuple[str, str], Copy]
 """A list's copies by namespace and name."""
 
 
-def listed_copies(api_version: str, kind: str, items: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Copy]:
-    """A list's items as copies. The items of a list come without apiVersion and kind (the list
-    says them once); a watch's objects and our writes' answers have them, and a copy must compare
-    equal to a manifest either way, or every child would be applied again after each (re)list."""
+def listed_copies(
+    api_version: str,
+    kind: str,
+    items: Iterable[Mapping[str, Any]],
+    accepts: Callable[[str], bool] = lambda namespace: True,
+) -> dict[tuple[str, str], Copy]:
+    """A list's items in namespaces that `accepts` takes, as copies. The items of a list come
+    without apiVersion and kind (the list says them once); a watch's objects and our writes'
+    answers have them, and a copy must compare equal to a manifest either way, or every child
+    would be applied again after each (re)list."""
     return {
         (item["metadata"]["namespace"], item["metadata"]["name"]): Copy.of(
             {**item, "apiVersion": api_version, "kind": kind}
         )
         for item in items
+        if accepts(item["metadata"]["namespace"])
     }
 
 
@@ -266,7 +273,8 @@ class Stream(threading.Thread):
 
     def _list(self) -> str:
         # Each page becomes copies before the next is read: a relist of thousands of objects
-        # never holds them all parsed at once, only their copies.
+        # never holds them all parsed at once, only their copies (of the watched namespaces only:
+        # a cluster-wide stream sees every namespace).
         listed: dict[tuple[str, str], Copy] = {}
         token: str | None = None
         while True:
@@ -280,7 +288,8 @@ class Stream(threading.Thread):
                 serialize=False,  # the body as it came: the copies are made from plain JSON
             )
             page = json.loads(response.data)
-            listed.update(listed_copies(self.api_version, self.kind, page.get("items") or []))
+            items = page.get("items") or []
+            listed.update(listed_copies(self.api_version, self.kind, items, self.children.accepts))
             token = page["metadata"].get("continue")
             if not token:
                 self.children.deliver(functools.partial(self.children.relisted, self.kind, self.scope, listed))
@@ -374,8 +383,7 @@ class Children:
         found = self._store_of(kind)
         if found is None:
             return
-        kept = {key: copy for key, copy in listed.items() if self.accepts(key[0])}
-        self._tell(kind, found[1].replace(scope, kept))
+        self._tell(kind, found[1].replace(scope, listed))
 
     def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
         found = self._store_of(kind)
