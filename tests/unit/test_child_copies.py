@@ -24,7 +24,7 @@ def pod(name: str, version: int, job: str = "b", owner: str = "m", **extra: Any)
             "name": name,
             "namespace": NS,
             "resourceVersion": str(version),
-            "labels": {"job-name": job, "llmops.dev/llmmodel": owner},
+            "labels": {"job-name": job, "llmops.dev/llmmodel": owner, "controller-uid": f"uid-{job}"},
             "managedFields": [{"manager": "kubelet"}],
         },
         **extra,
@@ -49,6 +49,12 @@ def test_a_copy_leaves_out_managed_fields_and_each_read_gets_its_own_object() ->
     assert "managedFields" not in first["metadata"]
     first["status"]["phase"] = "Failed"
     assert second["status"]["phase"] == "Running"
+
+
+def test_a_copy_keeps_beside_its_body_only_the_labels_it_is_found_and_told_by() -> None:
+    copy = Copy.of(pod("p", 1))
+    assert copy.labels == {"job-name": "b", "llmops.dev/llmmodel": "m"}
+    assert copy.body()["metadata"]["labels"]["controller-uid"] == "uid-b"
 
 
 def test_a_copy_is_compressed_against_the_first_of_its_kind_and_reads_back_whole() -> None:
@@ -85,6 +91,7 @@ def test_a_selection_by_labels_finds_exactly_the_objects_that_carry_them() -> No
     found = store.select(NS, {"job-name": "b1", "llmops.dev/llmmodel": "m"})
     assert [c.body()["metadata"]["name"] for c in found or []] == ["a"]
     assert store.select(NS, {"app.kubernetes.io/part-of": "llmops"}) is None  # not a label it keeps an index of
+    assert store.select(NS, {"job-name": "b1", "controller-uid": "u"}) is None  # not a label a copy keeps
     store.put(NS, "a", Copy.of(pod("a", 4, job="b3")))
     assert store.select(NS, {"job-name": "b1"}) == [store.get(NS, "c")]
 

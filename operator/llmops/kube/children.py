@@ -22,6 +22,7 @@ import functools
 import json
 import logging
 import random
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +67,13 @@ def keyed_label(key: str) -> bool:
     return key.startswith("llmops.dev/") or key == "job-name"
 
 
+def kept_label(key: str) -> bool:
+    """Labels a copy keeps beside its body: the keyed ones and the rest of the ones we set. The
+    others (a pod's controller-uid and pod-template-hash, a Job's copies of them) took more memory
+    than the compressed copies, and nothing selects by them."""
+    return keyed_label(key) or key.startswith("app.kubernetes.io/")
+
+
 def newer(version: str, than: str) -> bool:
     """resourceVersions are opaque, but etcd's are integers: a late event must not undo a newer copy."""
     if version.isdigit() and than.isdigit():
@@ -99,7 +107,9 @@ class Copy:
         dictionary = _dictionary(str(body.get("apiVersion")), str(body.get("kind")), blob)
         packer = zlib.compressobj(zdict=dictionary)
         packed = packer.compress(blob) + packer.flush()
-        return cls(dict(metadata.get("labels") or {}), str(metadata.get("resourceVersion", "")), packed, dictionary)
+        # Interned: the children of a parent, and every child, share the same few keys and values.
+        labels = {sys.intern(k): sys.intern(v) for k, v in (metadata.get("labels") or {}).items() if kept_label(k)}
+        return cls(labels, str(metadata.get("resourceVersion", "")), packed, dictionary)
 
     def body(self) -> dict[str, Any]:
         unpacker = zlib.decompressobj(zdict=self.dictionary)
@@ -139,7 +149,9 @@ class Store:
     synced: set[str | None] = field(default_factory=set)
     """Namespaces listed at least once (None: the whole cluster); elsewhere the store cannot tell."""
     objects: dict[str, dict[str, Copy]] = field(default_factory=dict)
-    by_label: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    by_label: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    """The names carrying each keyed label. Lists, not sets: most hold a name or two (one parent's
+    children of the kind), and an empty set alone takes 216 bytes."""
 
     def knows(self, namespace: str) -> bool:
         return None in self.synced or namespace in self.synced
@@ -148,11 +160,12 @@ class Store:
         return self.objects.get(namespace, {}).get(name)
 
     def select(self, namespace: str, labels: Mapping[str, str]) -> list[Copy] | None:
-        """The copies carrying all these labels; None when none of them is a keyed label."""
+        """The copies carrying all these labels; None when the copies cannot tell: none of the
+        labels is a keyed one, or one of them is a label the copies do not keep."""
         keyed = sorted((k, v) for k, v in labels.items() if keyed_label(k))
-        if not keyed:
+        if not keyed or not all(map(kept_label, labels)):
             return None
-        names = self.by_label.get((namespace, *keyed[0]), set())
+        names = self.by_label.get((namespace, *keyed[0]), [])
         found = (self.objects[namespace][n] for n in sorted(names))
         return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
@@ -165,7 +178,7 @@ class Store:
         self.objects.setdefault(namespace, {})[name] = copy
         for key, value in copy.labels.items():
             if keyed_label(key):
-                self.by_label.setdefault((namespace, key, value), set()).add(name)
+                self.by_label.setdefault((namespace, key, value), []).append(name)
         return True
 
     def remove(self, namespace: str, name: str, resource_version: str) -> Copy | None:
@@ -206,8 +219,8 @@ class Store:
             del self.objects[namespace]
         for key, value in old.labels.items():
             names = self.by_label.get((namespace, key, value))
-            if names is not None:
-                names.discard(name)
+            if names is not None and name in names:
+                names.remove(name)
                 if not names:
                     del self.by_label[(namespace, key, value)]
 
