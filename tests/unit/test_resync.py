@@ -60,6 +60,21 @@ def test_resyncs_are_spread_over_the_last_fifth_of_the_period() -> None:
     assert max(delays) - min(delays) > 10, "resources resynced together stay in step"
 
 
+def test_only_a_resource_being_reconciled_holds_a_lock(reconciles: list[tuple[str, float]]) -> None:
+    async def burst() -> None:
+        reconciler = Reconciler(LLMModel, plan, resync_seconds=60)
+        # One runs, one waits for it, and the third is folded into the one that waits.
+        calls = [asyncio.create_task(reconciler.reconcile("ns", "m")) for _ in range(3)]
+        await asyncio.sleep(TAKES / 2)
+        assert list(reconciler._locks) == [("ns", "m")]
+        await asyncio.gather(*calls)
+        assert reconciler._locks == {}
+        await settle(reconciler, 0)
+
+    asyncio.run(burst())
+    assert len(reconciles) == 2
+
+
 def test_a_change_does_not_wait_behind_resyncs(reconciles: list[tuple[str, float]]) -> None:
     async def busy() -> None:
         reconciler = Reconciler(LLMModel, plan, resync_seconds=0.01)

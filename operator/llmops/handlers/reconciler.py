@@ -144,14 +144,20 @@ class Reconciler(Generic[R]):
             return
         self._queued.add(key)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with AsyncExitStack() as held:
-            try:
-                await lock.acquire()
-                held.callback(lock.release)
-                await held.enter_async_context(_reconcile_slots().slot(PRIORITY.get()))
-            finally:
-                self._queued.discard(key)
-            yield True
+        try:
+            async with AsyncExitStack() as held:
+                try:
+                    await lock.acquire()
+                    held.callback(lock.release)
+                    await held.enter_async_context(_reconcile_slots().slot(PRIORITY.get()))
+                finally:
+                    self._queued.discard(key)
+                yield True
+        finally:
+            # A lock only while the resource is reconciled or waited for: thousands of resources at
+            # rest would each keep one (with the queue of waiters it grew), about 1 KB apiece.
+            if key not in self._queued and not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
 
     async def _reconcile_once(self, namespace: str, name: str) -> Plan | None:
         with read.one_look():
@@ -272,25 +278,27 @@ class Reconciler(Generic[R]):
                 return
             pending.cancel()
 
-        def start() -> None:
-            if self._scheduled.get(key) is handle:
-                del self._scheduled[key]
-            priority = self._priority.pop(key, Priority.FOLLOW_UP)
-            run = self._resync if priority is Priority.RESYNC else self.reconcile
-            # A context of its own, holding only the priority of the reconcile's requests: a
-            # timer keeps the context it is set in, and one set in a kopf handler (or in a
-            # reconcile such a timer started, and so on) would keep kopf's cause of that event,
-            # with the event's whole body, for as long as the resource exists.
-            context = contextvars.Context()
-            context.run(PRIORITY.set, priority)
-            # Keep a reference: the event loop holds tasks only weakly.
-            task = loop.create_task(run(namespace, name), context=context)
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-        handle = loop.call_later(delay, start, context=contextvars.Context())
+        # A bound method and its arguments, not a closure: one timer is kept per resource.
+        handle = loop.call_later(delay, self._start, namespace, name, context=contextvars.Context())
         self._scheduled[key] = handle
         self._priority[key] = priority
+
+    def _start(self, namespace: str, name: str) -> None:
+        """A timer is due (a cancelled one never is): start its reconcile, or its resync."""
+        key = (namespace, name)
+        self._scheduled.pop(key, None)
+        priority = self._priority.pop(key, Priority.FOLLOW_UP)
+        run = self._resync if priority is Priority.RESYNC else self.reconcile
+        # A context of its own, holding only the priority of the reconcile's requests: a timer
+        # keeps the context it is set in, and one set in a kopf handler (or in a reconcile such a
+        # timer started, and so on) would keep kopf's cause of that event, with the event's whole
+        # body, for as long as the resource exists.
+        context = contextvars.Context()
+        context.run(PRIORITY.set, priority)
+        # Keep a reference: the event loop holds tasks only weakly.
+        task = asyncio.get_running_loop().create_task(run(namespace, name), context=context)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
 
 @functools.cache
