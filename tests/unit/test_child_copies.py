@@ -94,6 +94,9 @@ def test_a_selection_by_labels_finds_exactly_the_objects_that_carry_them() -> No
     assert store.select(NS, {"job-name": "b1", "controller-uid": "u"}) is None  # not a label a copy keeps
     store.put(NS, "a", Copy.of(pod("a", 4, job="b3")))
     assert store.select(NS, {"job-name": "b1"}) == [store.get(NS, "c")]
+    store.remove(NS, "c", "5")
+    assert store.select(NS, {"job-name": "b1"}) == []
+    assert store.by_label.keys() == {(NS, "job-name", "b2"), (NS, "job-name", "b3")}  # only what was selected by
 
 
 def test_the_first_list_reports_nothing_a_relist_reports_what_changed_meanwhile() -> None:

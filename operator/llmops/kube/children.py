@@ -149,9 +149,12 @@ class Store:
     synced: set[str | None] = field(default_factory=set)
     """Namespaces listed at least once (None: the whole cluster); elsewhere the store cannot tell."""
     objects: dict[str, dict[str, Copy]] = field(default_factory=dict)
+    indexed: set[str] = field(default_factory=set)
+    """The keyed labels selected by so far: only those are indexed. Of the kinds kept, only pods
+    are selected by label; the others are read by name, and their index was memory for nothing."""
     by_label: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
-    """The names carrying each keyed label. Lists, not sets: most hold a name or two (one parent's
-    children of the kind), and an empty set alone takes 216 bytes."""
+    """The names carrying each indexed label. Lists, not sets: most hold a name or two (one
+    parent's children of the kind), and an empty set alone takes 216 bytes."""
 
     def knows(self, namespace: str) -> bool:
         return None in self.synced or namespace in self.synced
@@ -165,7 +168,13 @@ class Store:
         keyed = sorted((k, v) for k, v in labels.items() if keyed_label(k))
         if not keyed or not all(map(kept_label, labels)):
             return None
-        names = self.by_label.get((namespace, *keyed[0]), [])
+        key, value = keyed[0]
+        if key not in self.indexed:
+            self.indexed.add(key)
+            for ns, objects in self.objects.items():
+                for name, copy in objects.items():
+                    self._index(ns, name, copy, key)
+        names = self.by_label.get((namespace, key, value), [])
         found = (self.objects[namespace][n] for n in sorted(names))
         return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
 
@@ -176,10 +185,14 @@ class Store:
             return False
         self._drop(namespace, name)
         self.objects.setdefault(namespace, {})[name] = copy
-        for key, value in copy.labels.items():
-            if keyed_label(key):
-                self.by_label.setdefault((namespace, key, value), []).append(name)
+        for key in self.indexed:
+            self._index(namespace, name, copy, key)
         return True
+
+    def _index(self, namespace: str, name: str, copy: Copy, key: str) -> None:
+        value = copy.labels.get(key)
+        if value is not None:
+            self.by_label.setdefault((namespace, key, value), []).append(name)
 
     def remove(self, namespace: str, name: str, resource_version: str) -> Copy | None:
         """Forget a deleted object, unless the copy kept is newer (it was created again since)."""
@@ -217,12 +230,13 @@ class Store:
             return
         if not self.objects[namespace]:
             del self.objects[namespace]
-        for key, value in old.labels.items():
-            names = self.by_label.get((namespace, key, value))
+        for key in self.indexed & old.labels.keys():
+            slot = (namespace, key, old.labels[key])
+            names = self.by_label.get(slot)
             if names is not None and name in names:
                 names.remove(name)
                 if not names:
-                    del self.by_label[(namespace, key, value)]
+                    del self.by_label[slot]
 
 
 Listener = Callable[[str, str, Mapping[str, str]], None]
