@@ -208,3 +208,19 @@ def test_an_ended_jobs_pods_come_from_the_apiserver(kept_pods: list[tuple[Any, .
 
     asyncio.run(reads())
     assert kept_pods == [("v1", "Pod", NS, "job-name=b", "")]
+
+
+def test_reads_wait_for_the_first_lists_of_every_kind_but_not_for_ever() -> None:
+    async def start() -> None:
+        kept = Children()
+        kept.stores = {("v1", "Pod"): Store(), ("batch/v1", "Job"): Store()}
+        kept.scopes, kept.first_lists = [NS], asyncio.Event()
+        waiting = asyncio.create_task(kept.listed(timeout=10))
+        kept.relisted("Pod", NS, listed(pod("a", 1)))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        await kept.listed(timeout=0.01)  # a kind that cannot be listed holds no one for long
+        kept.relisted("Job", NS, {})
+        await asyncio.wait_for(waiting, 1)
+
+    asyncio.run(start())

@@ -39,8 +39,18 @@ def accepts(patterns: list[str], namespace: str) -> bool:
     return not patterns or any(match_namespace(NamespaceName(namespace), p) for p in patterns)
 
 
+FIRST_LISTS_WAIT = 30.0
+"""The longest a reconcile waits for the children's first lists after a start. A kind that cannot
+be listed (an outage, a missing permission) holds reconciles no longer: they read the apiserver."""
+
+
 def listen(listener: Listener) -> None:
     CHILDREN.listen(listener)
+
+
+async def listed() -> None:
+    """Return once the copies can answer reads of children (or after FIRST_LISTS_WAIT)."""
+    await CHILDREN.listed(FIRST_LISTS_WAIT)
 
 
 @kopf.on.startup(id="watch-children")

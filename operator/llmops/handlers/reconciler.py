@@ -147,6 +147,7 @@ class Reconciler(Generic[R]):
         try:
             async with AsyncExitStack() as held:
                 try:
+                    await children.listed()  # after a start: the copies answer the reads, not a GET each
                     await lock.acquire()
                     held.callback(lock.release)
                     await held.enter_async_context(_reconcile_slots().slot(PRIORITY.get()))

@@ -26,6 +26,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -367,6 +368,10 @@ class Children:
         self.accepts: Callable[[str], bool] = lambda namespace: True
         self.streams: list[Stream] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.scopes: list[str | None] = []
+        self.first_lists: asyncio.Event | None = None
+        """Set once every kind has been listed in every scope: from then on, reads of children
+        are answered by the copies."""
 
     def listen(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -375,7 +380,8 @@ class Children:
         self, loop: asyncio.AbstractEventLoop, selector: str, scopes: list[str | None], accepts: Callable[[str], bool]
     ) -> None:
         """Watch every kind in each scope; objects in namespaces that `accepts` refuses are not kept."""
-        self.loop, self.selector, self.accepts = loop, selector, accepts
+        self.loop, self.selector, self.accepts, self.scopes = loop, selector, accepts, scopes
+        self.first_lists = asyncio.Event()
         for api_version, kind in KINDS:
             self.stores[(api_version, kind)] = Store()
             for scope in scopes:
@@ -388,7 +394,20 @@ class Children:
             stream.stopping.set()
         self.streams.clear()
         self.stores.clear()
-        self.loop = None
+        self.loop = self.first_lists = None
+
+    async def listed(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until every kind has been listed once.
+
+        Until then a read of a child goes to the apiserver: a start over thousands of resources,
+        each reconciled at once, would read every child one GET at a time while the lists that
+        bring them all in a few pages are on their way.
+        """
+        if self.first_lists is None or self.first_lists.is_set():
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.first_lists.wait()
 
     def store(self, api_version: str, kind: str) -> Store | None:
         return self.stores.get((api_version, kind))
@@ -411,6 +430,8 @@ class Children:
         if found is None:
             return
         self._tell(kind, found[1].replace(scope, listed))
+        if self.first_lists is not None and all(s.synced.issuperset(self.scopes) for s in self.stores.values()):
+            self.first_lists.set()
 
     def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
         found = self._store_of(kind)
