@@ -75,6 +75,33 @@ def test_only_a_resource_being_reconciled_holds_a_lock(reconciles: list[tuple[st
     assert len(reconciles) == 2
 
 
+def test_a_deleted_resource_is_never_reconciled_twice_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    running: list[int] = [0]
+    most: list[int] = [0]
+
+    async def gone(self: Reconciler[Any], namespace: str, name: str) -> Plan | None:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(TAKES)
+        running[0] -= 1
+        return None  # deleted: the reconcile forgets the resource
+
+    monkeypatch.setattr(Reconciler, "_reconcile_once", gone)
+
+    async def events() -> None:
+        reconciler = Reconciler(LLMModel, plan, resync_seconds=60)
+        first = asyncio.create_task(reconciler.reconcile("ns", "m"))  # e.g. its children's deletions
+        await asyncio.sleep(0)
+        second = asyncio.create_task(reconciler.reconcile("ns", "m"))  # waits for the first
+        await asyncio.sleep(1.5 * TAKES)  # the first has forgotten the resource, the second runs
+        third = asyncio.create_task(reconciler.reconcile("ns", "m"))
+        await asyncio.gather(first, second, third)
+        assert reconciler._locks == {}
+
+    asyncio.run(events())
+    assert most[0] == 1
+
+
 def test_a_change_does_not_wait_behind_resyncs(reconciles: list[tuple[str, float]]) -> None:
     async def busy() -> None:
         reconciler = Reconciler(LLMModel, plan, resync_seconds=0.01)

@@ -226,13 +226,17 @@ class Reconciler(Generic[R]):
             await events.emit(shell, [Event("Warning", reason, message)])
 
     def forget(self, key: tuple[str, str]) -> None:
-        """Drop what is kept per resource, so memory does not grow with every resource ever seen."""
+        """Drop what is kept per resource, so memory does not grow with every resource ever seen.
+
+        Not its lock: the reconcile that forgets holds it, and another may wait for it; a call
+        coming after would make a new lock and run beside that one. `_turn` drops the lock once
+        no one holds it or waits for it.
+        """
         pending = self._scheduled.pop(key, None)
         if pending is not None:
             pending.cancel()
         self._priority.pop(key, None)
         self._seen.pop(key, None)
-        self._locks.pop(key, None)
         self._failures.pop(key, None)
         status.forget(self.model.crd.plural, *key)
 
