@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -12,6 +13,8 @@ import pytest
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers import evalsuite, indexes, llmmodel, rollout
 from llmops.kube import read
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 NS = "ns"
 
@@ -113,7 +116,7 @@ def test_llmmodel_takes_its_canary_replicas_from_the_index(
             "spec": {"source": {"uri": "s3://bucket/m"}},
         }
     )
-    observed = asyncio.run(llmmodel.observe(model))
+    observed = asyncio.run(llmmodel.observe(model, NOW))
     assert observed.held_replicas == 3
     assert "Rollout" not in reads.kinds()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from llmops.api.llmmodel import LLMModel
 from llmops.handlers import indexes, llmmodel
 from llmops.kube import read
 from llmops.plan.llmmodel import LLMModelObservation, build_hash, build_job_name, plan_llmmodel
+from llmops.plan.workloads import PODLESS_GRACE_SECONDS, reads_creation_events
 
 NS = "ns"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -50,6 +51,8 @@ class Reads:
         self.requests: list[tuple[str, str, str]] = []
         self.deployment_status: dict[str, Any] | None = None
         """The serving Deployment's status; None: there is no Deployment."""
+        self.job_created: datetime | None = None
+        """When the build Job was created; None: there is no Job."""
 
     async def get(
         self, api_version: str, kind: str, namespace: str, name: str, cached: bool = False
@@ -57,6 +60,9 @@ class Reads:
         self.requests.append(("get", kind, name))
         if kind == "Deployment" and self.deployment_status is not None:
             return {"metadata": {"generation": 1}, "spec": {"replicas": 1}, "status": self.deployment_status}
+        if kind == "Job" and self.job_created is not None:
+            created = self.job_created.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {"metadata": {"name": name, "namespace": namespace, "creationTimestamp": created}}
         return None
 
     async def list_(
@@ -82,33 +88,55 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
 
 def test_a_served_model_reads_its_deployment_only(reads: Reads) -> None:
     reads.deployment_status = SETTLED
-    asyncio.run(llmmodel.observe(model(built_as="None")))
+    asyncio.run(llmmodel.observe(model(built_as="None"), NOW))
     assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment")]
 
 
 def test_a_served_model_short_of_replicas_reads_its_serving_pods(reads: Reads) -> None:
     reads.deployment_status = {**SETTLED, "readyReplicas": 0, "unavailableReplicas": 1}
-    asyncio.run(llmmodel.observe(model(built_as="None")))
+    asyncio.run(llmmodel.observe(model(built_as="None"), NOW))
     assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment"), ("list", "Pod")]
     assert all("serving" in selector for verb, _, selector in reads.requests if verb == "list")
 
 
 def test_a_model_whose_build_changed_reads_the_new_build_job(reads: Reads) -> None:
     changed = model(quantization="FP16", built_as="None")
-    asyncio.run(llmmodel.observe(changed))
+    asyncio.run(llmmodel.observe(changed, NOW))
     job = build_job_name(changed, build_hash(changed, SOURCE, llmmodel.SETTINGS))
     assert ("get", "Job", job) in reads.requests
 
 
 def test_a_model_not_built_yet_reads_its_build_job(reads: Reads) -> None:
     fresh = model()
-    asyncio.run(llmmodel.observe(fresh))
+    asyncio.run(llmmodel.observe(fresh, NOW))
     assert ("get", "Job", build_job_name(fresh, build_hash(fresh, SOURCE, llmmodel.SETTINGS))) in reads.requests
 
 
 def test_a_model_not_built_yet_lists_no_serving_pods(reads: Reads) -> None:
-    asyncio.run(llmmodel.observe(model()))
+    asyncio.run(llmmodel.observe(model(), NOW))
     assert not [r for r in reads.requests if r[0] == "list" and "serving" in r[2]]
+
+
+def test_a_build_job_created_a_moment_ago_without_pods_is_not_asked_why(reads: Reads) -> None:
+    reads.job_created = NOW - timedelta(seconds=1)
+    asyncio.run(llmmodel.observe(model(), NOW))
+    assert ("get", "Job") in [(verb, kind) for verb, kind, _ in reads.requests]
+    assert not [r for r in reads.requests if r[0] == "events"]
+
+
+def test_a_build_job_without_pods_for_a_while_is_asked_why(reads: Reads) -> None:
+    fresh = model()
+    reads.job_created = NOW - timedelta(seconds=PODLESS_GRACE_SECONDS)
+    asyncio.run(llmmodel.observe(fresh, NOW))
+    assert ("events", "Job", build_job_name(fresh, build_hash(fresh, SOURCE, llmmodel.SETTINGS))) in reads.requests
+
+
+def test_a_job_is_asked_why_it_has_no_pods_only_while_it_runs_without_any() -> None:
+    old = {"metadata": {"creationTimestamp": "2025-12-31T23:00:00Z"}}
+    ended = {**old, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    assert reads_creation_events(old, [], NOW)
+    assert not reads_creation_events(old, [{"metadata": {"name": "p"}}], NOW)
+    assert not reads_creation_events(ended, [], NOW)
 
 
 def test_the_build_job_does_not_change_a_served_models_plan() -> None:

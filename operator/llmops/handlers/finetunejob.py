@@ -10,6 +10,7 @@ from ..kube import read
 from ..metrics import FINETUNE_RUNS
 from ..plan.common import Plan
 from ..plan.finetunejob import TRAINER, FineTuneObservation, plan_finetunejob, rank0_pod, training_job_name
+from ..plan.workloads import reads_creation_events
 from ..settings import Settings
 from .reconciler import Reconciler, watch
 
@@ -17,7 +18,7 @@ SETTINGS = Settings.from_env()
 LOG_LINES = 50
 
 
-async def observe(job: FineTuneJob) -> FineTuneObservation:
+async def observe(job: FineTuneJob, now: datetime) -> FineTuneObservation:
     ns = job.namespace
     base = None
     if job.spec.base_model.model:
@@ -27,7 +28,7 @@ async def observe(job: FineTuneJob) -> FineTuneObservation:
     pods, job_events = [], []
     if training is not None:
         pods = await read.job_pods(training)
-        if not pods:
+        if reads_creation_events(training, pods, now):
             job_events = await read.warning_events(ns, "Job", name)
     rank0 = rank0_pod(job, pods)
     log_tail = None
@@ -47,7 +48,7 @@ def record(job: FineTuneJob, plan: Plan) -> None:
 
 
 async def plan(job: FineTuneJob, now: datetime) -> Plan:
-    result = plan_finetunejob(job, await observe(job), SETTINGS, now)
+    result = plan_finetunejob(job, await observe(job, now), SETTINGS, now)
     record(job, result)
     return result
 

@@ -30,6 +30,7 @@ from ..plan.llmmodel import (
     source_of,
 )
 from ..plan.rollout import held_replicas
+from ..plan.workloads import reads_creation_events
 from ..settings import Settings
 from . import indexes
 from .reconciler import Reconciler, listed, watch
@@ -42,14 +43,14 @@ BuildObservation = tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[
 NO_BUILD: BuildObservation = (None, [], [])
 
 
-async def build_job_of(ns: str, name: str) -> BuildObservation:
-    """A build Job, its pods, and its Warning Events while it has no pods."""
+async def build_job_of(ns: str, name: str, now: datetime) -> BuildObservation:
+    """A build Job, its pods, and its Warning Events while it has been without pods for a while."""
     job = await read.get("batch/v1", "Job", ns, name, cached=True)
     pods: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     if job is not None:
         pods = await read.job_pods(job)
-        if not pods:
+        if reads_creation_events(job, pods, now):
             events = await read.warning_events(ns, "Job", name)
     return job, pods, events
 
@@ -63,7 +64,7 @@ async def gate_suite(ns: str, name: str) -> EvalSuite | None:
         return None
 
 
-async def observe(model: LLMModel) -> LLMModelObservation:
+async def observe(model: LLMModel, now: datetime) -> LLMModelObservation:
     ns = model.namespace
     fine_tune = None
     if model.spec.source.fine_tune_job:
@@ -76,7 +77,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         # The plan looks at a build, and at the quality gate judging it, only until it is the
         # artifact: a served model does not read its finished build Job and pods on every resync.
         return await observe_serving(model, fine_tune)
-    build = await build_job_of(ns, build_job_name(model, hash_))
+    build = await build_job_of(ns, build_job_name(model, hash_), now)
     claim = None
     if reads_repository_claim(model, build[1]):
         claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model), cached=True)
@@ -85,7 +86,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
     suite = None
     if gate is not None:
         reference_hash = build_hash(model, source_uri, SETTINGS, reference_build(model))
-        reference = await build_job_of(ns, build_job_name(model, reference_hash))
+        reference = await build_job_of(ns, build_job_name(model, reference_hash), now)
         suite = await gate_suite(ns, gate.eval_suite)
     gate_deployments: dict[str, dict[str, Any]] = {}
     if model.status.quality_gate is not None:
@@ -128,7 +129,7 @@ async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> 
 
 
 async def plan(model: LLMModel, now: datetime) -> Plan:
-    return plan_llmmodel(model, await observe(model), SETTINGS, now)
+    return plan_llmmodel(model, await observe(model, now), SETTINGS, now)
 
 
 RECONCILER = Reconciler(LLMModel, plan)

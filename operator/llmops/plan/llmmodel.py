@@ -45,7 +45,6 @@ from .common import (
     condition,
     container_resources,
     content_hash,
-    parse_time,
     pod_scheduling,
     set_condition,
     transition_events,
@@ -55,6 +54,7 @@ from .workloads import (
     SCRATCH,
     WORKLOAD_UID,
     creation_problem,
+    job_age,
     job_condition,
     parse_result,
     pod_failure_policy,
@@ -812,9 +812,7 @@ def poll_after(children: list[Manifest], observed: LLMModelObservation, now: dat
         job, pods = found
         if pods or job_condition(job, "Complete") or job_condition(job, "Failed"):
             continue
-        created = (job.get("metadata") or {}).get("creationTimestamp")
-        age = (now - parse_time(created)).total_seconds() if created else 0.0
-        wait = max(POLL_SECONDS, age / 2)
+        wait = max(POLL_SECONDS, job_age(job, now) / 2)
         soonest = wait if soonest is None else min(soonest, wait)
     return soonest
 
