@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -167,10 +168,17 @@ async def _write(write: Any, manifest: Manifest, *args: Any) -> None:
 
 
 async def apply_all(manifests: list[Manifest]) -> int:
-    writes = 0
-    for manifest in manifests:
-        writes += await apply(manifest)
-    return writes
+    """Apply the children together: a reconcile waits one round trip, not one per child.
+
+    None needs another written first: a pod waits for its claim and its ConfigMap. Every write
+    has ended when this returns, so the next reconcile never runs beside one. A refusal is
+    raised before any other error: retrying cannot help it, and it stops the retries.
+    """
+    results = await asyncio.gather(*(apply(manifest) for manifest in manifests), return_exceptions=True)
+    errors = [result for result in results if isinstance(result, BaseException)]
+    if errors:
+        raise next((error for error in errors if isinstance(error, ChildRejected)), errors[0])
+    return sum(bool(result) for result in results)
 
 
 async def patch(manifest: Manifest) -> bool:
