@@ -11,7 +11,7 @@ import pytest
 
 from llmops.handlers.children import accepts, scopes
 from llmops.kube import read
-from llmops.kube.children import CHILDREN, Children, Copy, Store, listed_copies
+from llmops.kube.children import CHILDREN, FAILED_CREATE, KINDS, Children, Copy, Store, Stream, listed_copies
 
 NS = "ns"
 
@@ -224,3 +224,44 @@ def test_reads_wait_for_the_first_lists_of_every_kind_but_not_for_ever() -> None
         await asyncio.wait_for(waiting, 1)
 
     asyncio.run(start())
+
+
+def failed_create(name: str, job: str, version: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": str(version)},
+        "involvedObject": {"kind": "Job", "name": job, "namespace": NS},
+        "reason": FAILED_CREATE,
+        "type": "Warning",
+        "message": 'pods "b-x" is forbidden: exceeded quota',
+    }
+
+
+def test_why_a_job_has_no_pods_is_read_from_the_copies_once_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[tuple[Any, ...]] = []
+
+    async def call(fn: Any, *args: Any) -> Any:
+        asked.append(args)
+        return []
+
+    monkeypatch.setattr(read, "call", call)
+    events = Store()
+    monkeypatch.setattr(CHILDREN, "stores", {("v1", "Event"): events})
+
+    async def reads() -> None:
+        assert await read.creation_failures(NS, "b") == []  # not listed yet: the apiserver answers
+        events.replace(NS, listed_copies("v1", "Event", [failed_create("e1", "b"), failed_create("e2", "other")]))
+        found = await read.creation_failures(NS, "b")
+        assert [e["metadata"]["name"] for e in found] == ["e1"]
+
+    asyncio.run(reads())
+    assert asked == [("v1", "Event", NS, "", f"involvedObject.kind=Job,involvedObject.name=b,reason={FAILED_CREATE}")]
+
+
+def test_events_are_chosen_by_fields_and_children_by_our_labels() -> None:
+    kept = Children()
+    kept.selector = "app.kubernetes.io/managed-by=llmops-operator"
+    streams = {k.kind: Stream(kept, k, NS) for k in KINDS}
+    assert streams["Event"].selectors == {"field_selector": f"involvedObject.kind=Job,reason={FAILED_CREATE}"}
+    assert streams["Pod"].selectors == {"label_selector": kept.selector}

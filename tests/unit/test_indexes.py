@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -13,8 +12,6 @@ import pytest
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers import evalsuite, indexes, llmmodel, rollout
 from llmops.kube import read
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 NS = "ns"
 
@@ -61,8 +58,8 @@ class Reads:
         self.requests.append(("list", kind))
         return []
 
-    async def warning_events(self, namespace: str, kind: str, name: str) -> list[Any]:
-        self.requests.append(("events", kind, name))
+    async def creation_failures(self, namespace: str, job: str) -> list[Any]:
+        self.requests.append(("events", "Job", job))
         return []
 
     def kinds(self) -> set[str]:
@@ -72,7 +69,7 @@ class Reads:
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
     fake = Reads()
-    for name in ("get", "list_", "warning_events"):
+    for name in ("get", "list_", "creation_failures"):
         monkeypatch.setattr(read, name, getattr(fake, name))
     yield fake
 
@@ -116,7 +113,7 @@ def test_llmmodel_takes_its_canary_replicas_from_the_index(
             "spec": {"source": {"uri": "s3://bucket/m"}},
         }
     )
-    observed = asyncio.run(llmmodel.observe(model, NOW))
+    observed = asyncio.run(llmmodel.observe(model))
     assert observed.held_replicas == 3
     assert "Rollout" not in reads.kinds()
 

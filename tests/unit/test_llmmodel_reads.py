@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,7 +13,6 @@ from llmops.api.llmmodel import LLMModel
 from llmops.handlers import indexes, llmmodel
 from llmops.kube import read
 from llmops.plan.llmmodel import LLMModelObservation, build_hash, build_job_name, plan_llmmodel
-from llmops.plan.workloads import PODLESS_GRACE_SECONDS, reads_creation_events
 
 NS = "ns"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -71,15 +70,15 @@ class Reads:
         self.requests.append(("list", kind, selector))
         return []
 
-    async def warning_events(self, namespace: str, kind: str, name: str) -> list[Any]:
-        self.requests.append(("events", kind, name))
+    async def creation_failures(self, namespace: str, job: str) -> list[Any]:
+        self.requests.append(("events", "Job", job))
         return []
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
     fake = Reads()
-    for name in ("get", "list_", "warning_events"):
+    for name in ("get", "list_", "creation_failures"):
         monkeypatch.setattr(read, name, getattr(fake, name))
     monkeypatch.setattr(indexes, "_indexes", {})
     indexes.use({}, {})
@@ -88,55 +87,40 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
 
 def test_a_served_model_reads_its_deployment_only(reads: Reads) -> None:
     reads.deployment_status = SETTLED
-    asyncio.run(llmmodel.observe(model(built_as="None"), NOW))
+    asyncio.run(llmmodel.observe(model(built_as="None")))
     assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment")]
 
 
 def test_a_served_model_short_of_replicas_reads_its_serving_pods(reads: Reads) -> None:
     reads.deployment_status = {**SETTLED, "readyReplicas": 0, "unavailableReplicas": 1}
-    asyncio.run(llmmodel.observe(model(built_as="None"), NOW))
+    asyncio.run(llmmodel.observe(model(built_as="None")))
     assert [(verb, kind) for verb, kind, _ in reads.requests] == [("get", "Deployment"), ("list", "Pod")]
     assert all("serving" in selector for verb, _, selector in reads.requests if verb == "list")
 
 
 def test_a_model_whose_build_changed_reads_the_new_build_job(reads: Reads) -> None:
     changed = model(quantization="FP16", built_as="None")
-    asyncio.run(llmmodel.observe(changed, NOW))
+    asyncio.run(llmmodel.observe(changed))
     job = build_job_name(changed, build_hash(changed, SOURCE, llmmodel.SETTINGS))
     assert ("get", "Job", job) in reads.requests
 
 
 def test_a_model_not_built_yet_reads_its_build_job(reads: Reads) -> None:
     fresh = model()
-    asyncio.run(llmmodel.observe(fresh, NOW))
+    asyncio.run(llmmodel.observe(fresh))
     assert ("get", "Job", build_job_name(fresh, build_hash(fresh, SOURCE, llmmodel.SETTINGS))) in reads.requests
 
 
 def test_a_model_not_built_yet_lists_no_serving_pods(reads: Reads) -> None:
-    asyncio.run(llmmodel.observe(model(), NOW))
+    asyncio.run(llmmodel.observe(model()))
     assert not [r for r in reads.requests if r[0] == "list" and "serving" in r[2]]
 
 
-def test_a_build_job_created_a_moment_ago_without_pods_is_not_asked_why(reads: Reads) -> None:
-    reads.job_created = NOW - timedelta(seconds=1)
-    asyncio.run(llmmodel.observe(model(), NOW))
-    assert ("get", "Job") in [(verb, kind) for verb, kind, _ in reads.requests]
-    assert not [r for r in reads.requests if r[0] == "events"]
-
-
-def test_a_build_job_without_pods_for_a_while_is_asked_why(reads: Reads) -> None:
+def test_a_build_job_without_pods_is_asked_why(reads: Reads) -> None:
     fresh = model()
-    reads.job_created = NOW - timedelta(seconds=PODLESS_GRACE_SECONDS)
-    asyncio.run(llmmodel.observe(fresh, NOW))
+    reads.job_created = NOW
+    asyncio.run(llmmodel.observe(fresh))
     assert ("events", "Job", build_job_name(fresh, build_hash(fresh, SOURCE, llmmodel.SETTINGS))) in reads.requests
-
-
-def test_a_job_is_asked_why_it_has_no_pods_only_while_it_runs_without_any() -> None:
-    old = {"metadata": {"creationTimestamp": "2025-12-31T23:00:00Z"}}
-    ended = {**old, "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
-    assert reads_creation_events(old, [], NOW)
-    assert not reads_creation_events(old, [{"metadata": {"name": "p"}}], NOW)
-    assert not reads_creation_events(ended, [], NOW)
 
 
 def test_the_build_job_does_not_change_a_served_models_plan() -> None:

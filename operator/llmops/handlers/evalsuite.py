@@ -16,7 +16,7 @@ from ..kube import read
 from ..metrics import EVAL_METRIC_VALUE, EVAL_RUNS
 from ..plan.common import Plan
 from ..plan.evalsuite import EvalSuiteObservation, finished_runs, gated_suites, plan_evalsuite
-from ..plan.workloads import reads_creation_events
+from ..plan.workloads import job_condition
 from ..settings import Settings
 from . import indexes
 from .reconciler import Reconciler, listed, watch
@@ -35,7 +35,7 @@ def parsed_rollouts(objects: list[dict[str, Any]]) -> list[Rollout]:
     return rollouts
 
 
-async def observe(suite: EvalSuite, now: datetime) -> EvalSuiteObservation:
+async def observe(suite: EvalSuite) -> EvalSuiteObservation:
     ns = suite.namespace
     models = {m["metadata"]["name"]: m for m in await read.list_(API_VERSION, "LLMModel", ns, "")}
     rollouts = parsed_rollouts(indexes.rollouts(ns))
@@ -45,8 +45,9 @@ async def observe(suite: EvalSuite, now: datetime) -> EvalSuiteObservation:
     with_pods = {p.get("metadata", {}).get("labels", {}).get("job-name") for p in pods}
     job_events = {}
     for name, job in jobs.items():
-        if name not in with_pods and reads_creation_events(job, [], now):
-            job_events[name] = await read.warning_events(ns, "Job", name)
+        unfinished = not (job_condition(job, "Complete") or job_condition(job, "Failed"))
+        if unfinished and name not in with_pods:
+            job_events[name] = await read.creation_failures(ns, name)
     return EvalSuiteObservation(models=models, rollouts=rollouts, jobs=jobs, pods=pods, job_events=job_events)
 
 
@@ -61,7 +62,7 @@ def record(suite: EvalSuite, plan: Plan) -> None:
 
 
 async def plan(suite: EvalSuite, now: datetime) -> Plan:
-    result = plan_evalsuite(suite, await observe(suite, now), SETTINGS, now)
+    result = plan_evalsuite(suite, await observe(suite), SETTINGS, now)
     record(suite, result)
     return result
 

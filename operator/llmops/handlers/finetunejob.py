@@ -10,7 +10,6 @@ from ..kube import read
 from ..metrics import FINETUNE_RUNS
 from ..plan.common import Plan
 from ..plan.finetunejob import TRAINER, FineTuneObservation, plan_finetunejob, rank0_pod, training_job_name
-from ..plan.workloads import reads_creation_events
 from ..settings import Settings
 from .reconciler import Reconciler, watch
 
@@ -18,7 +17,7 @@ SETTINGS = Settings.from_env()
 LOG_LINES = 50
 
 
-async def observe(job: FineTuneJob, now: datetime) -> FineTuneObservation:
+async def observe(job: FineTuneJob) -> FineTuneObservation:
     ns = job.namespace
     base = None
     if job.spec.base_model.model:
@@ -28,8 +27,8 @@ async def observe(job: FineTuneJob, now: datetime) -> FineTuneObservation:
     pods, job_events = [], []
     if training is not None:
         pods = await read.job_pods(training)
-        if reads_creation_events(training, pods, now):
-            job_events = await read.warning_events(ns, "Job", name)
+        if not pods:
+            job_events = await read.creation_failures(ns, name)
     rank0 = rank0_pod(job, pods)
     log_tail = None
     if rank0 is not None and rank0.get("status", {}).get("phase") in ("Running", "Succeeded", "Failed"):
@@ -48,7 +47,7 @@ def record(job: FineTuneJob, plan: Plan) -> None:
 
 
 async def plan(job: FineTuneJob, now: datetime) -> Plan:
-    result = plan_finetunejob(job, await observe(job, now), SETTINGS, now)
+    result = plan_finetunejob(job, await observe(job), SETTINGS, now)
     record(job, result)
     return result
 

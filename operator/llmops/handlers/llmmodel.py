@@ -30,7 +30,6 @@ from ..plan.llmmodel import (
     source_of,
 )
 from ..plan.rollout import held_replicas
-from ..plan.workloads import reads_creation_events
 from ..settings import Settings
 from . import indexes
 from .reconciler import Reconciler, listed, watch
@@ -43,15 +42,15 @@ BuildObservation = tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[
 NO_BUILD: BuildObservation = (None, [], [])
 
 
-async def build_job_of(ns: str, name: str, now: datetime) -> BuildObservation:
-    """A build Job, its pods, and its Warning Events while it has been without pods for a while."""
+async def build_job_of(ns: str, name: str) -> BuildObservation:
+    """A build Job, its pods, and why it has none when it has none."""
     job = await read.get("batch/v1", "Job", ns, name, cached=True)
     pods: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     if job is not None:
         pods = await read.job_pods(job)
-        if reads_creation_events(job, pods, now):
-            events = await read.warning_events(ns, "Job", name)
+        if not pods:
+            events = await read.creation_failures(ns, name)
     return job, pods, events
 
 
@@ -64,7 +63,7 @@ async def gate_suite(ns: str, name: str) -> EvalSuite | None:
         return None
 
 
-async def observe(model: LLMModel, now: datetime) -> LLMModelObservation:
+async def observe(model: LLMModel) -> LLMModelObservation:
     ns = model.namespace
     fine_tune = None
     if model.spec.source.fine_tune_job:
@@ -77,7 +76,7 @@ async def observe(model: LLMModel, now: datetime) -> LLMModelObservation:
         # The plan looks at a build, and at the quality gate judging it, only until it is the
         # artifact: a served model does not read its finished build Job and pods on every resync.
         return await observe_serving(model, fine_tune)
-    build = await build_job_of(ns, build_job_name(model, hash_), now)
+    build = await build_job_of(ns, build_job_name(model, hash_))
     claim = None
     if reads_repository_claim(model, build[1]):
         claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model), cached=True)
@@ -86,7 +85,7 @@ async def observe(model: LLMModel, now: datetime) -> LLMModelObservation:
     suite = None
     if gate is not None:
         reference_hash = build_hash(model, source_uri, SETTINGS, reference_build(model))
-        reference = await build_job_of(ns, build_job_name(model, reference_hash), now)
+        reference = await build_job_of(ns, build_job_name(model, reference_hash))
         suite = await gate_suite(ns, gate.eval_suite)
     gate_deployments: dict[str, dict[str, Any]] = {}
     if model.status.quality_gate is not None:
@@ -129,7 +128,7 @@ async def observe_serving(model: LLMModel, fine_tune: dict[str, Any] | None) -> 
 
 
 async def plan(model: LLMModel, now: datetime) -> Plan:
-    return plan_llmmodel(model, await observe(model, now), SETTINGS, now)
+    return plan_llmmodel(model, await observe(model), SETTINGS, now)
 
 
 RECONCILER = Reconciler(LLMModel, plan)

@@ -5,7 +5,8 @@ only to compare with their manifest before a write. Read from the apiserver, tha
 the operator's requests, from a control plane that serves every other controller too. Here one
 stream per kind (label selector: managed by us; cluster-wide or per watched namespace) keeps a
 copy of each, and tells the handlers which parent to look at again: the reconcile an event
-starts reads a copy at least as new as that event.
+starts reads a copy at least as new as that event. The Events that say why a Job has no pods
+are kept the same way, chosen by field (`KINDS`).
 
 A copy is what the apiserver said a moment ago, not this instant. Reads ask for it explicitly
 (kube/read.py, `cached=True`) where a moment's lag is harmless: comparing a child with its
@@ -40,14 +41,33 @@ from .client import REQUEST_TIMEOUT, SERVER_BACKOFF, api_client
 
 log = logging.getLogger(__name__)
 
+FAILED_CREATE = "FailedCreate"
+"""The reason of the Event a Job's controller records when it cannot create a pod."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A kind the operator keeps copies of."""
+
+    api_version: str
+    kind: str
+    fields: str = ""
+    """A field selector that chooses the objects instead of our labels, for a kind that carries none."""
+
+
 KINDS = (
-    ("batch/v1", "Job"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Pod"),
-    ("v1", "PersistentVolumeClaim"),
-    ("v1", "Service"),
+    Kept("batch/v1", "Job"),
+    Kept("apps/v1", "Deployment"),
+    Kept("v1", "Pod"),
+    Kept("v1", "PersistentVolumeClaim"),
+    Kept("v1", "Service"),
+    # Why a Job has no pods (a quota, an admission policy) shows only in these Events. A list of
+    # them by field makes the apiserver scan every Event of the namespace: with thousands of
+    # models it was its costliest request, asked by each reconcile of a Job still without pods.
+    Kept("v1", "Event", fields=f"involvedObject.kind=Job,reason={FAILED_CREATE}"),
 )
-"""The kinds of children kept: the ones every LLMModel and FineTuneJob reconcile reads."""
+"""The kinds kept: the children every LLMModel and FineTuneJob reconcile reads, and the Events
+that say why a Job cannot create its pods."""
 PAGE = 100
 """Objects per page of a (re-)list. A page is parsed whole before its objects become copies, and
 parsed JSON takes about ten times the memory of its text: a start over 500 models, with five
@@ -163,6 +183,9 @@ class Store:
     def get(self, namespace: str, name: str) -> Copy | None:
         return self.objects.get(namespace, {}).get(name)
 
+    def in_namespace(self, namespace: str) -> list[Copy]:
+        return list(self.objects.get(namespace, {}).values())
+
     def select(self, namespace: str, labels: Mapping[str, str]) -> list[Copy] | None:
         """The copies carrying all these labels; None when the copies cannot tell: none of the
         labels is a keyed one, or one of them is a label the copies do not keep."""
@@ -269,9 +292,10 @@ def _watch_client() -> DynamicClient:
 class Stream(threading.Thread):
     """List, then watch from there, for ever: one kind, one scope (a namespace, or None: the cluster)."""
 
-    def __init__(self, children: Children, api_version: str, kind: str, scope: str | None) -> None:
-        super().__init__(name=f"watch-{kind.lower()}-{scope or 'cluster'}", daemon=True)
-        self.children, self.api_version, self.kind, self.scope = children, api_version, kind, scope
+    def __init__(self, children: Children, kept: Kept, scope: str | None) -> None:
+        super().__init__(name=f"watch-{kept.kind.lower()}-{scope or 'cluster'}", daemon=True)
+        self.children, self.api_version, self.kind, self.scope = children, kept.api_version, kept.kind, scope
+        self.selectors = {"field_selector": kept.fields} if kept.fields else {"label_selector": children.selector}
         self.stopping = threading.Event()
         self.failures = 0
         """Failures in a row: the pause before the next try grows with them."""
@@ -309,7 +333,7 @@ class Stream(threading.Thread):
             response = _watch_client().request(
                 "get",
                 self._path(),
-                label_selector=self.children.selector,
+                **self.selectors,
                 limit=PAGE,
                 _continue=token,
                 _request_timeout=REQUEST_TIMEOUT,
@@ -328,7 +352,7 @@ class Stream(threading.Thread):
         response = _watch_client().request(
             "get",
             self._path(),
-            label_selector=self.children.selector,
+            **self.selectors,
             watch=True,
             allow_watch_bookmarks=True,
             resource_version=version,
@@ -382,10 +406,10 @@ class Children:
         """Watch every kind in each scope; objects in namespaces that `accepts` refuses are not kept."""
         self.loop, self.selector, self.accepts, self.scopes = loop, selector, accepts, scopes
         self.first_lists = asyncio.Event()
-        for api_version, kind in KINDS:
-            self.stores[(api_version, kind)] = Store()
+        for kept in KINDS:
+            self.stores[(kept.api_version, kept.kind)] = Store()
             for scope in scopes:
-                stream = Stream(self, api_version, kind, scope)
+                stream = Stream(self, kept, scope)
                 self.streams.append(stream)
                 stream.start()
 

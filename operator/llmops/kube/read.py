@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..plan.workloads import job_condition
-from .children import CHILDREN
+from .children import CHILDREN, FAILED_CREATE
 from .client import api_client, call, dynamic, is_not_found
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,18 @@ async def job_pods(job: dict[str, Any]) -> list[dict[str, Any]]:
     return await list_("v1", "Pod", meta["namespace"], f"job-name={meta['name']}", cached=not ended)
 
 
-async def warning_events(namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
-    """Warning Events about one object, e.g. a Job whose pods cannot be created."""
-    fields = f"involvedObject.kind={kind},involvedObject.name={name},type=Warning"
-    return await list_("v1", "Event", namespace, "", fields)
+async def creation_failures(namespace: str, job: str) -> list[dict[str, Any]]:
+    """The Events that say why a Job cannot create its pods (a quota, an admission policy).
+
+    From the copies, which hold every such Event of the watched namespaces (they are few: a
+    healthy Job has none); the apiserver's answer until they are listed.
+    """
+    store = CHILDREN.store("v1", "Event")
+    if store is not None and store.knows(namespace):
+        events = (copy.body() for copy in store.in_namespace(namespace))
+        return [event for event in events if (event.get("involvedObject") or {}).get("name") == job]
+    fields = f"involvedObject.kind=Job,involvedObject.name={job},reason={FAILED_CREATE}"
+    return await call(_list, "v1", "Event", namespace, "", fields)
 
 
 def selector(labels: dict[str, str]) -> str:

@@ -87,7 +87,7 @@ class EvalSuiteObservation:
     pods: list[dict[str, Any]] = field(default_factory=list)
     """Their pods (the job-name label says whose)."""
     job_events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    """Warning Events of unfinished Jobs that have no pods, by Job name."""
+    """Why unfinished Jobs that have no pods cannot create them (their FailedCreate Events), by Job name."""
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ class FineTuneObservation:
     log_tail: str | None = None
     """The last lines of the rank-0 trainer's log."""
     job_events: list[dict[str, Any]] = field(default_factory=list)
-    """Warning Events of the training Job."""
+    """Why the training Job cannot create its pods (its FailedCreate Events)."""
 
 
 @dataclass(frozen=True)

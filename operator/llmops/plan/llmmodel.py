@@ -91,7 +91,7 @@ class LLMModelObservation:
     """The build Job for the current build hash (looked up by its deterministic name)."""
     build_pods: list[dict[str, Any]] = field(default_factory=list)
     build_job_events: list[dict[str, Any]] = field(default_factory=list)
-    """Warning Events of the build Job (read while it has no pods)."""
+    """Why the build Job cannot create its pods (its FailedCreate Events, read while it has none)."""
     deployment: dict[str, Any] | None = None
     serving_pods: list[dict[str, Any]] = field(default_factory=list)
     held_replicas: int | None = None

@@ -21,8 +21,6 @@ SCRATCH = "/tmp"  # nosec B108
 """Where a workload pod writes scratch files and HOME: an emptyDir, as the root filesystem is read-only."""
 POD_PROBLEMS = {"ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"}
 CONFIG_ERROR_EXIT = 2
-PODLESS_GRACE_SECONDS = 5.0
-"""A Job younger than this without pods is not asked why: its controller makes them within a moment."""
 WORKLOAD_UID = 10001
 """The non-root user of the builder, trainer and evaluator images."""
 
@@ -129,16 +127,3 @@ def job_age(job: dict[str, Any], now: datetime) -> float:
     """Seconds since the Job was created (0 when the apiserver has not said)."""
     created = (job.get("metadata") or {}).get("creationTimestamp")
     return (now - parse_time(created)).total_seconds() if created else 0.0
-
-
-def reads_creation_events(job: dict[str, Any], pods: list[dict[str, Any]], now: datetime) -> bool:
-    """Whether to read the Job's Warning Events: they alone say why it has no pods (`creation_problem`).
-
-    Not while the Job is new, nor once it has ended. Listing Events by field makes the apiserver
-    scan every Event of the namespace: with thousands of models it was its costliest request,
-    asked by nearly every reconcile of a Job created a moment before its pods. The reconciles of
-    a Job still without pods come back after longer than the grace (their plans poll), so a Job
-    that cannot make its pods is reported a few seconds later than it could be, not never.
-    """
-    ended = job_condition(job, "Complete") or job_condition(job, "Failed")
-    return not pods and not ended and job_age(job, now) >= PODLESS_GRACE_SECONDS
