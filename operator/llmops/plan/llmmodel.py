@@ -789,10 +789,11 @@ def poll_after(children: list[Manifest], observed: LLMModelObservation, now: dat
     """How soon to look again at a model that is not Ready, when no event may say it changed.
 
     Its Jobs, pods and Deployments are watched, so most waits need no polling. A build Job that
-    has no pods is the exception: why they cannot be created shows only in Events, which are not
-    watched. Such a Job is looked at after 10 s, then less often the longer it stays without pods
-    (half its age), so a controller-manager working off thousands of Jobs is not asked about each
-    every 10 s; the resync period is the longest wait.
+    has no pods is the exception: why they cannot be created shows only in Events, which carry no
+    label naming the model, so their changes start no reconcile. Such a Job is looked at after
+    10 s, then less often the longer it stays without pods (half its age), so a controller-manager
+    working off thousands of Jobs is not asked about each every 10 s; the resync period is the
+    longest wait.
     """
     observed_jobs = {
         job["metadata"]["name"]: (job, pods)
