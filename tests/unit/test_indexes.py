@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers import evalsuite, indexes, llmmodel, rollout
+from llmops.handlers.operator import IndexedKindsMemories
 from llmops.kube import read
 
 NS = "ns"
@@ -147,3 +149,16 @@ def test_an_llmmodel_event_finds_its_rollouts_without_listing(
     asyncio.run(rollout.reconcile_rollouts_of(NS, model="m"))
     assert reconciled == ["uses-it"]
     assert reads.requests == []
+
+
+def test_kopf_keeps_its_memory_of_the_indexed_kinds_objects_only() -> None:
+    async def recall() -> None:
+        memories = IndexedKindsMemories()
+        rollout = {"kind": "Rollout", "metadata": {"uid": "r"}}
+        model = {"kind": "LLMModel", "metadata": {"uid": "m"}}
+        assert await memories.recall(rollout) is await memories.recall(rollout)
+        assert await memories.recall(model) is not await memories.recall(model)
+        assert list(memories.iter_all_memories()) == [await memories.recall(rollout)]
+
+    asyncio.run(recall())
+    assert "memories" in inspect.signature(kopf.operator).parameters

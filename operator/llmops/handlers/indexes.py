@@ -18,6 +18,8 @@ import kopf
 
 from ..api.common import GROUP, VERSION
 
+INDEXED_KINDS = frozenset({"Rollout", "EvalSuite"})
+"""The kinds kopf keeps an index of: their objects' memory in kopf holds what each put in it."""
 ByNamespace = Mapping[str, Any]
 """namespace -> the objects in it (a kopf.Index, or a plain mapping in tests)."""
 _indexes: dict[str, ByNamespace] = {}
