@@ -226,6 +226,17 @@ def test_reads_wait_for_the_first_lists_of_every_kind_but_not_for_ever() -> None
     asyncio.run(start())
 
 
+def test_reads_do_not_wait_for_the_first_list_of_events() -> None:
+    async def start() -> None:
+        kept = Children()
+        kept.stores = {("v1", "Pod"): Store(), ("v1", "Event"): Store()}
+        kept.scopes, kept.first_lists = [NS], asyncio.Event()
+        kept.relisted("Pod", NS, listed(pod("a", 1)))
+        await asyncio.wait_for(kept.listed(timeout=10), 1)
+
+    asyncio.run(start())
+
+
 def failed_create(name: str, job: str, version: int = 1) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

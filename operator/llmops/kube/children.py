@@ -53,6 +53,8 @@ class Kept:
     kind: str
     fields: str = ""
     """A field selector that chooses the objects instead of our labels, for a kind that carries none."""
+    awaited: bool = True
+    """Whether reconciles wait for its first list after a start (`Children.listed`)."""
 
 
 KINDS = (
@@ -64,10 +66,13 @@ KINDS = (
     # Why a Job has no pods (a quota, an admission policy) shows only in these Events. A list of
     # them by field makes the apiserver scan every Event of the namespace: with thousands of
     # models it was its costliest request, asked by each reconcile of a Job still without pods.
-    Kept("v1", "Event", fields=f"involvedObject.kind=Job,reason={FAILED_CREATE}"),
+    # Now it is one list per start; as it can take seconds, reconciles do not wait for it, and
+    # the few reads before it ends go to the apiserver.
+    Kept("v1", "Event", fields=f"involvedObject.kind=Job,reason={FAILED_CREATE}", awaited=False),
 )
 """The kinds kept: the children every LLMModel and FineTuneJob reconcile reads, and the Events
 that say why a Job cannot create its pods."""
+AWAITED = {(kept.api_version, kept.kind): kept.awaited for kept in KINDS}
 PAGE = 100
 """Objects per page of a (re-)list. A page is parsed whole before its objects become copies, and
 parsed JSON takes about ten times the memory of its text: a start over 500 models, with five
@@ -394,7 +399,7 @@ class Children:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.scopes: list[str | None] = []
         self.first_lists: asyncio.Event | None = None
-        """Set once every kind has been listed in every scope: from then on, reads of children
+        """Set once every awaited kind has been listed in every scope: from then on, reads of children
         are answered by the copies."""
 
     def listen(self, listener: Listener) -> None:
@@ -421,7 +426,7 @@ class Children:
         self.loop = self.first_lists = None
 
     async def listed(self, timeout: float) -> None:
-        """Wait, at most `timeout` seconds, until every kind has been listed once.
+        """Wait, at most `timeout` seconds, until every awaited kind has been listed once.
 
         Until then a read of a child goes to the apiserver: a start over thousands of resources,
         each reconciled at once, would read every child one GET at a time while the lists that
@@ -454,7 +459,8 @@ class Children:
         if found is None:
             return
         self._tell(kind, found[1].replace(scope, listed))
-        if self.first_lists is not None and all(s.synced.issuperset(self.scopes) for s in self.stores.values()):
+        awaited = [store for key, store in self.stores.items() if AWAITED.get(key, True)]
+        if self.first_lists is not None and all(s.synced.issuperset(self.scopes) for s in awaited):
             self.first_lists.set()
 
     def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
