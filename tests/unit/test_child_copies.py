@@ -11,7 +11,18 @@ import pytest
 
 from llmops.handlers.children import accepts, scopes
 from llmops.kube import read
-from llmops.kube.children import CHILDREN, FAILED_CREATE, KINDS, Children, Copy, Store, Stream, listed_copies
+from llmops.kube.children import (
+    CHILDREN,
+    FAILED_CREATE,
+    KINDS,
+    SILENCE_SECONDS,
+    WATCH_SECONDS,
+    Children,
+    Copy,
+    Store,
+    Stream,
+    listed_copies,
+)
 
 NS = "ns"
 
@@ -276,3 +287,10 @@ def test_events_are_chosen_by_fields_and_children_by_our_labels() -> None:
     streams = {k.kind: Stream(kept, k, NS) for k in KINDS}
     assert streams["Event"].selectors == {"field_selector": f"involvedObject.kind=Job,reason={FAILED_CREATE}"}
     assert streams["Pod"].selectors == {"label_selector": kept.selector}
+
+
+def test_watches_without_bookmarks_end_before_their_silence_would_count_as_a_failure() -> None:
+    kept = Children()
+    streams = {k.kind: Stream(kept, k, NS) for k in KINDS}
+    assert streams["Event"].watch_seconds < SILENCE_SECONDS
+    assert {s.watch_seconds for kind, s in streams.items() if kind != "Event"} == {WATCH_SECONDS}

@@ -55,6 +55,11 @@ class Kept:
     """A field selector that chooses the objects instead of our labels, for a kind that carries none."""
     awaited: bool = True
     """Whether reconciles wait for its first list after a start (`Children.listed`)."""
+    bookmarked: bool = True
+    """Whether its watches get the apiserver's bookmark every minute. Events do not: the apiserver
+    keeps no watch cache of them (by default), and a watch of them served by etcd says nothing
+    until an Event matches. Their watches are ended by the apiserver before the silence that
+    means a dead connection (QUIET_WATCH_SECONDS)."""
 
 
 KINDS = (
@@ -66,9 +71,11 @@ KINDS = (
     # Why a Job has no pods (a quota, an admission policy) shows only in these Events. A list of
     # them by field makes the apiserver scan every Event of the namespace: with thousands of
     # models it was its costliest request, asked by each reconcile of a Job still without pods.
-    # Now it is one list per start; as it can take seconds, reconciles do not wait for it, and
-    # the few reads before it ends go to the apiserver.
-    Kept("v1", "Event", fields=f"involvedObject.kind=Job,reason={FAILED_CREATE}", awaited=False),
+    # Now it is one list per start, and one each time a quiet watch of them has fallen behind the
+    # apiserver's history (every few minutes while no Event matches: their watches get no
+    # bookmarks to move on with). As it can take seconds, reconciles do not wait for it, and the
+    # few reads before it ends go to the apiserver.
+    Kept("v1", "Event", fields=f"involvedObject.kind=Job,reason={FAILED_CREATE}", awaited=False, bookmarked=False),
 )
 """The kinds kept: the children every LLMModel and FineTuneJob reconcile reads, and the Events
 that say why a Job cannot create its pods."""
@@ -83,6 +90,10 @@ WATCH_SECONDS = 300
 SILENCE_SECONDS = 70
 """A watch that sends nothing for this long is dropped and resumed: the apiserver sends a
 bookmark every minute, so silence means a dead connection (a blackholed stream)."""
+QUIET_WATCH_SECONDS = 60
+"""How long a watch that gets no bookmarks lasts: the apiserver ends it, quiet or not, before
+SILENCE_SECONDS, and the next resumes where it began unless an event came. Once its
+resourceVersion is older than the apiserver's history (minutes), the kind is listed again."""
 MAX_PAUSE = 10.0
 """The longest pause before a failed stream tries again (1, 2, 4, 8, 10 s, jittered): after an
 outage its copies and its parents' reconciles are at most this far behind."""
@@ -301,6 +312,7 @@ class Stream(threading.Thread):
         super().__init__(name=f"watch-{kept.kind.lower()}-{scope or 'cluster'}", daemon=True)
         self.children, self.api_version, self.kind, self.scope = children, kept.api_version, kept.kind, scope
         self.selectors = {"field_selector": kept.fields} if kept.fields else {"label_selector": children.selector}
+        self.watch_seconds = WATCH_SECONDS if kept.bookmarked else QUIET_WATCH_SECONDS
         self.stopping = threading.Event()
         self.failures = 0
         """Failures in a row: the pause before the next try grows with them."""
@@ -361,7 +373,7 @@ class Stream(threading.Thread):
             watch=True,
             allow_watch_bookmarks=True,
             resource_version=version,
-            timeout_seconds=WATCH_SECONDS,
+            timeout_seconds=self.watch_seconds,
             _request_timeout=(10, SILENCE_SECONDS),
             serialize=False,
         )
