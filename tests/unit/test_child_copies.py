@@ -65,6 +65,7 @@ def test_a_copy_leaves_out_managed_fields_and_each_read_gets_its_own_object() ->
 def test_a_copy_keeps_beside_its_body_only_the_labels_it_is_found_and_told_by() -> None:
     copy = Copy.of(pod("p", 1))
     assert copy.labels == {"job-name": "b", "llmops.dev/llmmodel": "m"}
+    assert copy.label("job-name") == "b" and copy.label("controller-uid") is None
     assert copy.body()["metadata"]["labels"]["controller-uid"] == "uid-b"
 
 
@@ -107,7 +108,10 @@ def test_a_selection_by_labels_finds_exactly_the_objects_that_carry_them() -> No
     assert store.select(NS, {"job-name": "b1"}) == [store.get(NS, "c")]
     store.remove(NS, "c", "5")
     assert store.select(NS, {"job-name": "b1"}) == []
-    assert store.by_label.keys() == {(NS, "job-name", "b2"), (NS, "job-name", "b3")}  # only what was selected by
+    assert store.by_label == {(NS, "job-name"): {"b2": ["b"], "b3": ["a"]}}  # only what was selected by
+    store.remove(NS, "a", "5")
+    store.remove(NS, "b", "5")
+    assert store.by_label == {}
 
 
 def test_the_first_list_reports_nothing_a_relist_reports_what_changed_meanwhile() -> None:

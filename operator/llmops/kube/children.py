@@ -129,7 +129,9 @@ def _dictionary(api_version: str, kind: str, blob: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Copy:
-    labels: Mapping[str, str]
+    kept_labels: tuple[str, ...]
+    """The labels kept (`kept_label`), flat: key, value, key, value. There is one per copy, and
+    a tuple takes two thirds of what a dict of the same labels does."""
     resource_version: str
     packed: bytes
     """The object as compact JSON without managedFields, compressed against its kind's dictionary:
@@ -145,8 +147,16 @@ class Copy:
         packer = zlib.compressobj(zdict=dictionary)
         packed = packer.compress(blob) + packer.flush()
         # Interned: the children of a parent, and every child, share the same few keys and values.
-        labels = {sys.intern(k): sys.intern(v) for k, v in (metadata.get("labels") or {}).items() if kept_label(k)}
-        return cls(labels, str(metadata.get("resourceVersion", "")), packed, dictionary)
+        labels = (sys.intern(s) for k, v in (metadata.get("labels") or {}).items() if kept_label(k) for s in (k, v))
+        return cls(tuple(labels), str(metadata.get("resourceVersion", "")), packed, dictionary)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(zip(self.kept_labels[::2], self.kept_labels[1::2], strict=True))
+
+    def label(self, key: str) -> str | None:
+        pairs = self.kept_labels
+        return next((pairs[i + 1] for i in range(0, len(pairs), 2) if pairs[i] == key), None)
 
     def body(self) -> dict[str, Any]:
         unpacker = zlib.decompressobj(zdict=self.dictionary)
@@ -189,9 +199,10 @@ class Store:
     indexed: set[str] = field(default_factory=set)
     """The keyed labels selected by so far: only those are indexed. Of the kinds kept, only pods
     are selected by label; the others are read by name, and their index was memory for nothing."""
-    by_label: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
-    """The names carrying each indexed label. Lists, not sets: most hold a name or two (one
-    parent's children of the kind), and an empty set alone takes 216 bytes."""
+    by_label: dict[tuple[str, str], dict[str, list[str]]] = field(default_factory=dict)
+    """By namespace and indexed label, the names carrying each value of it. Lists, not sets: most
+    hold a name or two (one parent's children of the kind), and an empty set alone takes 216
+    bytes; nested, not keyed by (namespace, label, value), which took a tuple more per parent."""
 
     def knows(self, namespace: str) -> bool:
         return None in self.synced or namespace in self.synced
@@ -214,9 +225,9 @@ class Store:
             for ns, objects in self.objects.items():
                 for name, copy in objects.items():
                     self._index(ns, name, copy, key)
-        names = self.by_label.get((namespace, key, value), [])
+        names = self.by_label.get((namespace, key), {}).get(value, [])
         found = (self.objects[namespace][n] for n in sorted(names))
-        return [c for c in found if all(c.labels.get(k) == v for k, v in labels.items())]
+        return [c for c in found if all(c.label(k) == v for k, v in labels.items())]
 
     def put(self, namespace: str, name: str, copy: Copy) -> bool:
         """Keep the copy unless a newer one is kept; True when it is news."""
@@ -230,9 +241,9 @@ class Store:
         return True
 
     def _index(self, namespace: str, name: str, copy: Copy, key: str) -> None:
-        value = copy.labels.get(key)
+        value = copy.label(key)
         if value is not None:
-            self.by_label.setdefault((namespace, key, value), []).append(name)
+            self.by_label.setdefault((namespace, key), {}).setdefault(value, []).append(name)
 
     def remove(self, namespace: str, name: str, resource_version: str) -> Copy | None:
         """Forget a deleted object, unless the copy kept is newer (it was created again since)."""
@@ -270,13 +281,15 @@ class Store:
             return
         if not self.objects[namespace]:
             del self.objects[namespace]
-        for key in self.indexed & old.labels.keys():
-            slot = (namespace, key, old.labels[key])
-            names = self.by_label.get(slot)
-            if names is not None and name in names:
-                names.remove(name)
-                if not names:
-                    del self.by_label[slot]
+        for key in self.indexed:
+            value, values = old.label(key), self.by_label.get((namespace, key))
+            if value is None or values is None or name not in values.get(value, ()):
+                continue
+            values[value].remove(name)
+            if not values[value]:
+                del values[value]
+            if not values:
+                del self.by_label[(namespace, key)]
 
 
 Listener = Callable[[str, str, Mapping[str, str]], None]
