@@ -283,8 +283,9 @@ class Reconciler(Generic[R]):
                 return
             pending.cancel()
 
-        # A bound method and its arguments, not a closure: one timer is kept per resource.
-        handle = loop.call_later(delay, self._start, namespace, name, context=contextvars.Context())
+        # A bound method and its arguments, not a closure, in one empty context for all timers:
+        # one timer is kept per resource.
+        handle = loop.call_later(delay, self._start, namespace, name, context=_TIMERS_CONTEXT)
         self._scheduled[key] = handle
         self._priority[key] = priority
 
@@ -304,6 +305,12 @@ class Reconciler(Generic[R]):
         task = asyncio.get_running_loop().create_task(run(namespace, name), context=context)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+
+_TIMERS_CONTEXT = contextvars.Context()
+"""The context the timers' callbacks (`Reconciler._start`) run in: empty, and left so, as each
+starts its reconcile in a context of its own. The loop runs one callback at a time, so one
+context serves them all, not one more object per resource."""
 
 
 @functools.cache
