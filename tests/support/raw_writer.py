@@ -15,7 +15,6 @@ import argparse
 import queue
 import sys
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 
 from llmops.api.llmmodel import LLMModel  # noqa: E402
-from llmops.plan.common import FIELD_MANAGER, Event, Manifest  # noqa: E402
+from llmops.kube.events import event_body  # noqa: E402
+from llmops.plan.common import FIELD_MANAGER, Manifest  # noqa: E402
 from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel  # noqa: E402
 from llmops.settings import Settings  # noqa: E402
 from tests.support.rawapi import RawApi, resource_path  # noqa: E402
@@ -41,27 +41,6 @@ def manifest_path(manifest: Manifest) -> str:
     meta = manifest["metadata"]
     plural = manifest["kind"].lower() + "s"
     return resource_path(manifest["apiVersion"], plural, meta.get("namespace"), meta["name"])
-
-
-def event_body(model: LLMModel, event: Event, now: datetime) -> dict[str, Any]:
-    """The Event the operator posts (llmops.kube.events), as JSON."""
-    return {
-        "metadata": {"name": f"{model.name}.{time.time_ns():x}", "namespace": model.namespace},
-        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "type": event.type,
-        "reason": event.reason,
-        "note": event.message[:1024],
-        "action": event.reason,
-        "reportingController": f"llmops.dev/{FIELD_MANAGER}",
-        "reportingInstance": FIELD_MANAGER,
-        "regarding": {
-            "apiVersion": model.api_version,
-            "kind": "LLMModel",
-            "name": model.name,
-            "namespace": model.namespace,
-            "uid": model.uid,
-        },
-    }
 
 
 def write_first_reconcile(api: RawApi, body: dict[str, Any], settings: Settings) -> int:

@@ -12,7 +12,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from ..plan.common import FIELD_MANAGER, Manifest
 from .children import CHILDREN
-from .client import call, dynamic
+from .client import call, path_of, request
 from .read import get
 
 REJECTED = (400, 422)
@@ -88,19 +88,14 @@ def apply_body(manifest: Manifest) -> bytes:
 
 
 def _server_side_apply(manifest: Manifest) -> dict[str, Any]:
-    resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
     meta = manifest["metadata"]
-    written: dict[str, Any] = (
-        dynamic()
-        .request(
-            "patch",
-            resource.path(name=meta["name"], namespace=meta.get("namespace")),
-            body=apply_body(manifest),
-            content_type="application/apply-patch+yaml",
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
-        )
-        .to_dict()
+    written: dict[str, Any] = request(
+        "patch",
+        path_of(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"]),
+        body=apply_body(manifest),
+        content_type="application/apply-patch+yaml",
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
     )
     return written
 
@@ -120,15 +115,14 @@ def job_update(current: Manifest, desired: Manifest) -> dict[str, Any] | None:
 
 
 def _merge_patch(manifest: Manifest, patch: dict[str, Any]) -> dict[str, Any]:
-    resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
     meta = manifest["metadata"]
-    written: dict[str, Any] = resource.patch(
+    written: dict[str, Any] = request(
+        "patch",
+        path_of(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"]),
         body=patch,
-        name=meta["name"],
-        namespace=meta.get("namespace"),
         content_type="application/merge-patch+json",
         field_manager=FIELD_MANAGER,
-    ).to_dict()
+    )
     return written
 
 

@@ -87,6 +87,23 @@ def dynamic() -> DynamicClient:
     return DynamicClient(api_client())
 
 
+def path_of(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    """The URL path of a kind's object (or of its collection), found by discovery."""
+    path: str = dynamic().resources.get(api_version=api_version, kind=kind).path(name=name, namespace=namespace)
+    return path
+
+
+def request(method: str, path: str, body: Any = None, **params: Any) -> Any:
+    """One request, its answer as plain parsed JSON; errors as the dynamic client raises them.
+
+    The hot calls go this way rather than through the typed API, which validates every call with
+    pydantic, or the dynamic client's answers, wrapped in objects we turned back into dicts: on a
+    first pass over 1,000 models those two layers took about a tenth of the operator's CPU.
+    """
+    answer = dynamic().request(method, path, body=body, serialize=False, **params)
+    return json.loads(answer.data)
+
+
 class ServerBackoff:
     """The apiserver asked us (429/503 with Retry-After) to wait: no request of ours before then.
 

@@ -5,37 +5,43 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-
-from kubernetes import client
+from typing import Any
 
 from ..api.common import Resource
 from ..plan.common import FIELD_MANAGER, Event
-from .client import api_client, call, is_namespace_terminating
+from .client import call, is_namespace_terminating, request
 
 log = logging.getLogger(__name__)
+MICRO_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""An Event's eventTime: RFC 3339 in UTC, with microseconds."""
+
+
+def event_body(resource: Resource, event: Event, now: datetime) -> dict[str, Any]:
+    """The events.k8s.io/v1 Event that says `event` of the resource."""
+    return {
+        # <object>.<hex nanoseconds>, like the apiserver's own event recorders (a generateName
+        # prefix must itself be a valid name, so "<object>." is refused).
+        "metadata": {"name": f"{resource.name}.{time.time_ns():x}", "namespace": resource.namespace},
+        "eventTime": now.strftime(MICRO_TIME),
+        "type": event.type,
+        "reason": event.reason,
+        "note": event.message[:1024],
+        "action": event.reason,
+        "reportingController": f"llmops.dev/{FIELD_MANAGER}",
+        "reportingInstance": FIELD_MANAGER,
+        "regarding": {
+            "apiVersion": resource.api_version,
+            "kind": resource.crd.kind,
+            "name": resource.name,
+            "namespace": resource.namespace,
+            "uid": resource.uid,
+        },
+    }
 
 
 def _create(resource: Resource, event: Event, now: datetime) -> None:
-    body = client.EventsV1Event(
-        # <object>.<hex nanoseconds>, like the apiserver's own event recorders (a generateName
-        # prefix must itself be a valid name, so "<object>." is refused).
-        metadata=client.V1ObjectMeta(name=f"{resource.name}.{time.time_ns():x}", namespace=resource.namespace),
-        event_time=now,
-        type=event.type,
-        reason=event.reason,
-        note=event.message[:1024],
-        action=event.reason,
-        reporting_controller=f"llmops.dev/{FIELD_MANAGER}",
-        reporting_instance=FIELD_MANAGER,
-        regarding=client.V1ObjectReference(
-            api_version=resource.api_version,
-            kind=resource.crd.kind,
-            name=resource.name,
-            namespace=resource.namespace,
-            uid=resource.uid,
-        ),
-    )
-    client.EventsV1Api(api_client()).create_namespaced_event(resource.namespace, body)
+    body = event_body(resource, event, now)
+    request("post", f"/apis/events.k8s.io/v1/namespaces/{resource.namespace}/events", body=body)
 
 
 async def emit(resource: Resource, events: list[Event]) -> None:

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..plan.workloads import job_condition
 from .children import CHILDREN, FAILED_CREATE
-from .client import api_client, call, dynamic, is_not_found
+from .client import api_client, call, is_not_found, path_of, request
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]
@@ -29,9 +29,8 @@ _remembered: contextvars.ContextVar[dict[Key, dict[str, Any] | None] | None] = c
 
 
 def _get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    resource = dynamic().resources.get(api_version=api_version, kind=kind)
     try:
-        obj: dict[str, Any] = resource.get(name=name, namespace=namespace).to_dict()
+        obj: dict[str, Any] = request("get", path_of(api_version, kind, namespace, name))
     except Exception as error:
         if is_not_found(error):
             return None
@@ -40,10 +39,11 @@ def _get(api_version: str, kind: str, namespace: str, name: str) -> dict[str, An
 
 
 def _list(api_version: str, kind: str, namespace: str, selector: str, fields: str) -> list[dict[str, Any]]:
-    resource = dynamic().resources.get(api_version=api_version, kind=kind)
-    found = resource.get(namespace=namespace, label_selector=selector, field_selector=fields or None)
-    items: list[dict[str, Any]] = found.to_dict()["items"]
-    return items
+    found = request(
+        "get", path_of(api_version, kind, namespace), label_selector=selector or None, field_selector=fields or None
+    )
+    # A list's items come without apiVersion and kind (the list says them once): give them back.
+    return [{**item, "apiVersion": api_version, "kind": kind} for item in found["items"]]
 
 
 @contextmanager

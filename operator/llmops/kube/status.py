@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-from kubernetes import client
+from typing import Any
 
 from ..api.common import GROUP, VERSION, Resource
 from .children import newer
-from .client import api_client, call
+from .client import call, request
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -25,10 +23,9 @@ _written: dict[tuple[str, str, str], str] = {}
 
 
 def _patch(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> str:
-    written = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, plural, name, {"status": patch}
-    )
-    return str(cast(dict[str, Any], written).get("metadata", {}).get("resourceVersion", ""))
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status"
+    written = request("patch", path, body={"status": patch}, content_type="application/merge-patch+json")
+    return str(written.get("metadata", {}).get("resourceVersion", ""))
 
 
 async def write_status(resource: Resource, observed: dict[str, Any], status: dict[str, Any]) -> bool:
