@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pydantic
 
-from ..api.common import API_VERSION, GROUP, VERSION
+from ..api.common import API_VERSION
 from ..api.evalsuite import EvalSuite
 from ..api.rollout import Rollout
 from ..kube import read
@@ -19,7 +19,7 @@ from ..plan.evalsuite import EvalSuiteObservation, finished_runs, gated_suites, 
 from ..plan.workloads import job_condition
 from ..settings import Settings
 from . import indexes
-from .reconciler import Reconciler, listed, watch
+from .reconciler import Reconciler, listed, on_event, watch
 
 SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ RECONCILER = Reconciler(EvalSuite, plan)
 watch(RECONCILER, "evalsuites", SETTINGS.resync_seconds)
 
 
-@kopf.on.event(GROUP, VERSION, "llmmodels", id="evalsuites-from-llmmodels")
+@on_event("llmmodels")
 async def model_changed(namespace: str | None, name: str, body: kopf.Body, type: str | None, **_: Any) -> None:
     """A target, baseline, gated candidate or quality gate that gets ready or a new digest is judged at once."""
     if not namespace or listed(type):
@@ -89,7 +89,7 @@ async def model_changed(namespace: str | None, name: str, body: kopf.Body, type:
         await RECONCILER.reconcile(namespace, suite_name)
 
 
-@kopf.on.event(GROUP, VERSION, "rollouts", id="evalsuites-from-rollouts")
+@on_event("rollouts")
 async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
     """A Rollout reaching an evalGate step starts the gated suite's run at once."""
     if not namespace or listed(type):

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 import pydantic
 
-from ..api.common import API_VERSION, GROUP, VERSION
+from ..api.common import API_VERSION
 from ..api.evalsuite import EvalSuite
 from ..api.llmmodel import LLMModel
 from ..kube import read
@@ -32,7 +32,7 @@ from ..plan.llmmodel import (
 from ..plan.rollout import held_replicas
 from ..settings import Settings
 from . import indexes
-from .reconciler import Reconciler, listed, watch
+from .reconciler import Reconciler, listed, on_event, watch
 
 SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ RECONCILER = Reconciler(LLMModel, plan)
 watch(RECONCILER, "llmmodels", SETTINGS.resync_seconds)
 
 
-@kopf.on.event(GROUP, VERSION, "finetunejobs", id="llmmodels-from-finetunejobs")
+@on_event("finetunejobs")
 async def fine_tune_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """A model built from a FineTuneJob's output waits for it: look again when the job changes."""
     if not namespace or listed(type):
@@ -145,7 +145,7 @@ async def fine_tune_changed(namespace: str | None, name: str, type: str | None, 
             await RECONCILER.reconcile(namespace, model["metadata"]["name"])
 
 
-@kopf.on.event(GROUP, VERSION, "rollouts", id="llmmodels-from-rollouts")
+@on_event("rollouts")
 async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
     """A replicaRatio rollout scales its candidate through status.canaryReplicas."""
     candidate = body.get("spec", {}).get("candidate", {}).get("name")
@@ -153,7 +153,7 @@ async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | No
         await RECONCILER.reconcile(namespace, candidate)
 
 
-@kopf.on.event(GROUP, VERSION, "evalsuites", id="llmmodels-from-evalsuites")
+@on_event("evalsuites")
 async def eval_suite_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """A quality gate decides from its EvalSuite's runs: look again when the suite changes."""
     if not namespace or listed(type):

@@ -334,6 +334,37 @@ def listed(type_: str | None) -> bool:
     return type_ is None
 
 
+EventListener = Callable[..., Awaitable[None]]
+_EVENT_LISTENERS: dict[str, list[EventListener]] = {}
+
+
+def on_event(plural: str) -> Callable[[EventListener], EventListener]:
+    """Listen to the events of one of our kinds, with kopf's arguments of an event handler.
+
+    One kopf handler per kind calls the kind's listeners in turn (in the order they were
+    registered), each failure logged and the next listener called, as kopf does. kopf's cost is
+    per handler and per event (its arguments, its state, a log line): with a handler for each of
+    the three listeners of every LLMModel event, that was a tenth of the operator's CPU on a
+    first pass over 1,000 models.
+    """
+
+    async def tell_listeners(**kwargs: Any) -> None:
+        for listener in _EVENT_LISTENERS[plural]:
+            try:
+                await listener(**kwargs)
+            except Exception:
+                log.exception("%s failed on an event of %s %s", listener.__qualname__, plural, kwargs.get("name"))
+
+    def register(listener: EventListener) -> EventListener:
+        if plural not in _EVENT_LISTENERS:
+            _EVENT_LISTENERS[plural] = []
+            kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(tell_listeners)
+        _EVENT_LISTENERS[plural].append(listener)
+        return listener
+
+    return register
+
+
 def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
     """Register kopf's handler of the resource's events and a listener of its children's; set the resync period.
 
@@ -354,5 +385,5 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
         if owner_label in labels:
             reconciler.child_changed(namespace, labels[owner_label])
 
-    kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(resource_changed)
+    on_event(plural)(resource_changed)
     children.listen(child_changed)

@@ -6,9 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import kopf
-
-from ..api.common import API_VERSION, GROUP, VERSION
+from ..api.common import API_VERSION
 from ..api.rollout import Rollout
 from ..kube import prometheus, read
 from ..metrics import ANALYSIS_QUERIES, ROLLBACKS, ROLLOUT_PHASE, ROLLOUT_WEIGHT
@@ -16,7 +14,7 @@ from ..plan.common import Plan
 from ..plan.rollout import RolloutObservation, gate_suite, measurement_due, plan_rollout
 from ..settings import Settings
 from . import children, indexes
-from .reconciler import Reconciler, listed, watch
+from .reconciler import Reconciler, listed, on_event, watch
 
 SETTINGS = Settings.from_env()
 HTTP_ROUTE = "gateway.networking.k8s.io/v1"
@@ -85,14 +83,14 @@ async def reconcile_rollouts_of(namespace: str, model: str | None = None, suite:
         await RECONCILER.reconcile(namespace, name)
 
 
-@kopf.on.event(GROUP, VERSION, "llmmodels", id="rollouts-from-llmmodels")
+@on_event("llmmodels")
 async def model_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """A new candidate digest restarts a rollout; a stable one being rebuilt holds it."""
     if namespace and not listed(type):
         await reconcile_rollouts_of(namespace, model=name)
 
 
-@kopf.on.event(GROUP, VERSION, "evalsuites", id="rollouts-from-evalsuites")
+@on_event("evalsuites")
 async def suite_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
     """An eval gate passes or fails when its run finishes."""
     if namespace and not listed(type):

@@ -1,0 +1,50 @@
+"""One kopf handler per kind calls every listener of the kind's events, in order, whatever one raises."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+
+from llmops.handlers import reconciler
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[kopf.OperatorRegistry]:
+    fresh = kopf.OperatorRegistry()
+    previous = kopf.get_default_registry()
+    kopf.set_default_registry(fresh)
+    monkeypatch.setattr(reconciler, "_EVENT_LISTENERS", {})
+    yield fresh
+    kopf.set_default_registry(previous)
+
+
+def test_listeners_of_a_kind_share_one_handler_and_each_is_called(
+    registry: kopf.OperatorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[tuple[str, Any]] = []
+
+    @reconciler.on_event("widgets")
+    async def first(name: str, **_: Any) -> None:
+        heard.append(("first", name))
+
+    @reconciler.on_event("widgets")
+    async def failing(**_: Any) -> None:
+        raise RuntimeError("boom")
+
+    @reconciler.on_event("widgets")
+    async def last(name: str, type: str | None, **_: Any) -> None:
+        heard.append(("last", type))
+
+    handlers = registry._watching.get_all_handlers()
+    assert [handler.id for handler in handlers] == ["widgets-event"]
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(handlers[0].fn(name="w", type="MODIFIED", namespace="ns", body={}))
+
+    assert heard == [("first", "w"), ("last", "MODIFIED")]
+    assert "failing failed on an event of widgets w" in caplog.text
