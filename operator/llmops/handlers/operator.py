@@ -85,7 +85,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.chunk_size = PAGE
     # kopf's worker of each resource outlives its last event by this long, holding that event's
     # body (5 s by default): a burst of thousands of creates kept them all. Ours returns at once.
-    settings.batching.idle_timeout = 0.5
+    settings.queueing.idle_timeout = 0.5
     settings.networking.connect_timeout = 10
     settings.networking.request_timeout = 60  # as the kube layer's own requests (kube/client.py)
     start_http_server(SETTINGS.metrics_port)
