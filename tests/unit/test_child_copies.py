@@ -42,8 +42,14 @@ def pod(name: str, version: int, job: str = "b", owner: str = "m", **extra: Any)
     }
 
 
+def page(*items: dict[str, Any], **metadata: str) -> bytes:
+    """A list's answer as the apiserver sends it: the items without apiVersion and kind."""
+    bare = [{k: v for k, v in item.items() if k not in ("apiVersion", "kind")} for item in items]
+    return json.dumps({"kind": "List", "metadata": {"resourceVersion": "9", **metadata}, "items": bare}).encode()
+
+
 def listed(*bodies: dict[str, Any]) -> dict[tuple[str, str], Copy]:
-    return listed_copies("v1", "Pod", bodies)
+    return listed_copies("v1", "Pod", page(*bodies))[0]
 
 
 def store_of(*bodies: dict[str, Any]) -> Store:
@@ -158,12 +164,13 @@ def test_an_event_is_told_once_and_our_own_write_is_not_news(children: tuple[Chi
     assert told[-1] == ("Pod", NS, "w")
 
 
-def test_a_listed_copy_names_its_kind_as_a_watched_one_does() -> None:
-    item = pod("l", 3)
-    del item["apiVersion"], item["kind"]  # as the items of a list come
-    copy = listed_copies("v1", "Pod", [item])[(NS, "l")]
+def test_a_listed_copy_names_its_kind_and_equals_a_watched_one() -> None:
+    copies, metadata = listed_copies("v1", "Pod", page(pod("l", 3), pod("k", 4), **{"continue": "next"}))
+    copy = copies[(NS, "l")]
     assert (copy.body()["apiVersion"], copy.body()["kind"]) == ("v1", "Pod")
     assert copy.body() == Copy.of(pod("l", 3)).body()
+    assert copies[(NS, "k")].resource_version == "4"
+    assert metadata == {"resourceVersion": "9", "continue": "next"}
 
 
 def test_objects_outside_the_watched_namespaces_are_not_kept(children: tuple[Children, Any]) -> None:
@@ -171,7 +178,7 @@ def test_objects_outside_the_watched_namespaces_are_not_kept(children: tuple[Chi
     kept.accepts = lambda namespace: namespace == "elsewhere"
     kept.changed("Pod", "MODIFIED", pod("a", 2))
     assert told == []
-    assert listed_copies("v1", "Pod", [pod("a", 3)], kept.accepts) == {}
+    assert listed_copies("v1", "Pod", page(pod("a", 3)), kept.accepts)[0] == {}
 
 
 def test_streams_per_named_namespace_else_one_for_the_cluster_filtered_as_kopf_matches() -> None:
@@ -277,7 +284,8 @@ def test_why_a_job_has_no_pods_is_read_from_the_copies_once_listed(monkeypatch: 
 
     async def reads() -> None:
         assert await read.creation_failures(NS, "b") == []  # not listed yet: the apiserver answers
-        events.replace(NS, listed_copies("v1", "Event", [failed_create("e1", "b"), failed_create("e2", "other")]))
+        answer = page(failed_create("e1", "b"), failed_create("e2", "other"))
+        events.replace(NS, listed_copies("v1", "Event", answer)[0])
         found = await read.creation_failures(NS, "b")
         assert [e["metadata"]["name"] for e in found] == ["e1"]
 
