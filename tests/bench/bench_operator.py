@@ -114,6 +114,18 @@ def slope_per_hour(samples: list[tuple[float, float]]) -> float:
     return 0.0 if sxx == 0 else sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx * 3600
 
 
+def machine_busy(seconds: float) -> float:
+    """The share of the machine's CPU time spent busy over the next `seconds` (/proc/stat)."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all, idle + iowait
+
+    (total, idle), _ = times(), time.sleep(seconds)
+    total_after, idle_after = times()
+    return 1 - (idle_after - idle) / max(1, total_after - total)
+
+
 def reconciles(process: OperatorProcess) -> int:
     return int(sum(float(v) for v in RECONCILES.findall(process.metrics())))
 
@@ -245,9 +257,22 @@ class Bench:
 
     # --- measurements --------------------------------------------------------------------
 
-    def first_pass(self, namespace: str, n: int, progress: Progress) -> tuple[float, list[str]]:
+    def quiet(self, what: str) -> None:
+        """Wait until the machine is quiet, or --quiet-wait-seconds have passed, so that the raw
+        client and the operator are each measured on a machine doing nothing else: a namespace of
+        thousands of models goes on being deleted (garbage collection in the controller-manager
+        and the apiserver) for minutes after the raw client's pass. The busy share each pass began
+        with is in the figures."""
+        deadline = time.monotonic() + self.args.quiet_wait_seconds
+        while (busy := machine_busy(5)) > self.args.quiet_busy and time.monotonic() < deadline:
+            pass
+        self.figures.setdefault("busy_before_pass", {})[what] = round(busy, 2)
+        log(f"  {what}: the machine {busy:.0%} busy before the pass")
+
+    def first_pass(self, namespace: str, n: int, progress: Progress, who: str) -> tuple[float, list[str]]:
         """Create n models; seconds from the first create until every one has children and status."""
         names = [f"m-{i:05d}" for i in range(n)]
+        self.quiet(f"{who} {n}")
         started = time.monotonic()
         self.create_models(namespace, names, progress)
         created = time.monotonic() - started
@@ -264,7 +289,7 @@ class Bench:
         progress = Progress(self.admin, raw_ns)
         progress.start()
         with self.raw_writer(raw_ns):
-            raw_s, raw_names = self.first_pass(raw_ns, n, progress)
+            raw_s, raw_names = self.first_pass(raw_ns, n, progress, "raw")
             if "churn" in self.args.phases:
                 self.builds_done(raw_ns, n)  # as the operator's churn starts with every model built
                 self.churn(raw_ns, progress, raw_names, self.args.churn_rate, self.args.churn_seconds, raw=True)
@@ -278,7 +303,7 @@ class Bench:
         progress = Progress(self.admin, ns)
         progress.start()
         before, reconciled = self.counts(), reconciles(process)
-        operator_s, names = self.first_pass(ns, n, progress)
+        operator_s, names = self.first_pass(ns, n, progress, "operator")
         first = delta(self.counts(), before)
         last_ready = progress.wait_ready(names, timeout=self.args.timeout_per_model * n * 4 + 300)
         ready = last_ready - progress.created[names[0]]
@@ -595,6 +620,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=operator_workers(), help="the raw client's threads")
     parser.add_argument("--resync-seconds", type=float, default=60.0, help="the operator's resync [60, its default]")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to let things settle between steps")
+    parser.add_argument("--quiet-busy", type=float, default=0.25, help="the machine's busy share a pass waits under")
+    parser.add_argument("--quiet-wait-seconds", type=float, default=300, help="most to wait for a quiet machine")
     parser.add_argument("--timeout-per-model", type=float, default=0.5)
     parser.add_argument("--delete-wait-seconds", type=float, default=180, help="most to wait for a namespace to go")
     parser.add_argument(
