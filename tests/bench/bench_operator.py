@@ -14,8 +14,9 @@ Measured:
   throughput    N LLMModels created by `--creators` threads; time until every model has its first
                 children (repository PVC, build Job) and its status, for the operator and for a
                 plain client writing the same objects with the operator's concurrency
-                (tests/support/raw_writer.py); the ratio operator/raw of models per second. Then,
-                until every model is Ready, the operator's writes per reconcile and per model.
+                (tests/support/raw_writer.py); the ratio operator/raw of models per second, each
+                pass begun on a quiet machine (`busy_before_pass`). Then, until every model is
+                Ready, the operator's writes per reconcile and per model.
   churn         with N models Ready, `--churn-rate` changes/s (creates and deletes) for
                 `--churn-seconds`: p50/p99 from create to children and from create to status;
                 the same churn over the raw client's N models first, as the baseline (p99 ratio
@@ -121,7 +122,8 @@ def machine_busy(seconds: float) -> float:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         return sum(fields), fields[3] + fields[4]  # all, idle + iowait
 
-    (total, idle), _ = times(), time.sleep(seconds)
+    total, idle = times()
+    time.sleep(seconds)
     total_after, idle_after = times()
     return 1 - (idle_after - idle) / max(1, total_after - total)
 
