@@ -622,7 +622,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=operator_workers(), help="the raw client's threads")
     parser.add_argument("--resync-seconds", type=float, default=60.0, help="the operator's resync [60, its default]")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to let things settle between steps")
-    parser.add_argument("--quiet-busy", type=float, default=0.25, help="the machine's busy share a pass waits under")
+    parser.add_argument("--quiet-busy", type=float, default=0.1, help="the machine's busy share a pass waits under")
     parser.add_argument("--quiet-wait-seconds", type=float, default=300, help="most to wait for a quiet machine")
     parser.add_argument("--timeout-per-model", type=float, default=0.5)
     parser.add_argument("--delete-wait-seconds", type=float, default=180, help="most to wait for a namespace to go")
