@@ -512,14 +512,18 @@ class Children:
         namespace, name = meta.get("namespace") or "", meta.get("name") or ""
         if found is None or not self.accepts(namespace):
             return
-        store = found[1]
-        copy = Copy.of(body)
+        store, version = found[1], str(meta.get("resourceVersion", ""))
         if type_ == "DELETED":
-            news = store.remove(namespace, name, copy.resource_version) is not None
-        else:
-            news = store.put(namespace, name, copy)
-        if news:
-            self._tell(kind, [(namespace, copy.labels)])
+            removed = store.remove(namespace, name, version)
+            if removed is not None:
+                self._tell(kind, [(namespace, removed.labels)])
+            return
+        kept = store.get(namespace, name)
+        if kept is not None and not newer(version, kept.resource_version):
+            return  # most often the echo of our own write, whose answer made the copy: not made twice
+        copy = Copy.of(body)
+        store.put(namespace, name, copy)
+        self._tell(kind, [(namespace, copy.labels)])
 
     def written(self, body: Any) -> None:
         """What the apiserver answered to our own write: the copy is at least that new, at once."""

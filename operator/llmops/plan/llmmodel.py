@@ -655,7 +655,8 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
     generation = model.generation
     before = model.status.conditions
     conditions: list[Condition] = list(before)
-    status = model.status.model_copy(deep=True)
+    # Only its fields are set below, none changed in place: a shallow copy leaves the model's as read.
+    status = model.status.model_copy()
     children: list[Manifest] = []
     gate_events: list[Event] = []
 
