@@ -318,7 +318,8 @@ class Bench:
         before, reconciled = self.counts(), reconciles(process)
         assert process.proc is not None
         operator_s, names = self.first_pass(ns, n, progress, "operator", process.proc.pid)
-        first = delta(self.counts(), before)
+        first, first_reconciles = delta(self.counts(), before), reconciles(process) - reconciled
+        log(f"  {first_reconciles / n:.2f} reconciles per model during the pass")
         last_ready = progress.wait_ready(names, timeout=self.args.timeout_per_model * n * 4 + 300)
         ready = last_ready - progress.created[names[0]]
         self.quiesce(process, n)
@@ -333,6 +334,7 @@ class Bench:
         }
         f.setdefault("throughput_ratio_vs_raw", {})[key] = round(raw_s / operator_s, 3)
         f.setdefault("first_pass_requests_per_model", {})[key] = {k: round(v / n, 2) for k, v in first.items()}
+        f.setdefault("first_pass_reconciles_per_model", {})[key] = round(first_reconciles / n, 2)
         f.setdefault("writes_per_reconcile_by_n", {})[key] = round(made["write"] / max(passes, 1), 3)
         f.setdefault("writes_per_model", {})[key] = round(made["write"] / n, 2)
         f.setdefault("reads_per_model", {})[key] = round(made["read"] / n, 2)
