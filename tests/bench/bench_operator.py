@@ -194,8 +194,12 @@ class Bench:
             # The next measurement should not share the cores with a garbage collection; a big
             # namespace goes on being deleted after this, in the background.
             gone = lambda: not self.admin.exists(f"/api/v1/namespaces/{name}")  # noqa: E731
-            with suppress(AssertionError):
+            started = time.monotonic()
+            try:
                 wait_for(gone, self.args.delete_wait_seconds, f"{name} deleted", 2)
+                log(f"  {name} deleted in {time.monotonic() - started:.0f}s")
+            except AssertionError:
+                log(f"  {name} still there after {self.args.delete_wait_seconds:.0f}s")
 
     def cleanup(self) -> None:
         for process in self.processes:
@@ -639,7 +643,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quiet-busy", type=float, default=0.1, help="the machine's busy share a pass waits under")
     parser.add_argument("--quiet-wait-seconds", type=float, default=300, help="most to wait for a quiet machine")
     parser.add_argument("--timeout-per-model", type=float, default=0.5)
-    parser.add_argument("--delete-wait-seconds", type=float, default=180, help="most to wait for a namespace to go")
+    parser.add_argument("--delete-wait-seconds", type=float, default=600, help="most to wait for a namespace to go")
     parser.add_argument(
         "--phases",
         type=lambda t: t.split(","),
