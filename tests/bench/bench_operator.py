@@ -15,8 +15,9 @@ Measured:
                 children (repository PVC, build Job) and its status, for the operator and for a
                 plain client writing the same objects with the operator's concurrency
                 (tests/support/raw_writer.py); the ratio operator/raw of models per second, each
-                pass begun on a quiet machine (`busy_before_pass`). Then, until every model is
-                Ready, the operator's writes per reconcile and per model.
+                pass begun on a quiet machine (`busy_before_pass`) once the raw client's namespace
+                is gone, and the CPU time each client used in its pass (`client_cpu_s_in_pass`).
+                Then, until every model is Ready, the operator's writes per reconcile and per model.
   churn         with N models Ready, `--churn-rate` changes/s (creates and deletes) for
                 `--churn-seconds`: p50/p99 from create to children and from create to status;
                 the same churn over the raw client's N models first, as the baseline (p99 ratio
