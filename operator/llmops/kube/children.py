@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -337,13 +337,42 @@ def _watch_client() -> DynamicClient:
         return _cached_watch_client()
 
 
+class Sink(Protocol):
+    """Where a stream hands what it sees: the children's copies, or the handlers of our own kinds."""
+
+    selector: str
+    """The label selector of the objects streamed ("": all of the kind), unless the kind has fields."""
+
+    def accepts(self, namespace: str) -> bool: ...
+
+    def deliver(self, work: Callable[[], None]) -> None:
+        """From the stream's thread: run `work` on the event loop, in the order the stream saw things."""
+
+    def relisted(self, kind: str, scope: str | None, listed: Listed) -> None: ...
+
+    def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None: ...
+
+
+def deliver_to(loop: asyncio.AbstractEventLoop | None, work: Callable[[], None]) -> None:
+    """A sink's `deliver`, to the loop it was started on."""
+    try:
+        if loop is not None:
+            loop.call_soon_threadsafe(work)
+    except RuntimeError:
+        pass  # the loop is closed: the operator is exiting
+
+
 class Stream(threading.Thread):
     """List, then watch from there, for ever: one kind, one scope (a namespace, or None: the cluster)."""
 
-    def __init__(self, children: Children, kept: Kept, scope: str | None) -> None:
+    def __init__(self, sink: Sink, kept: Kept, scope: str | None) -> None:
         super().__init__(name=f"watch-{kept.kind.lower()}-{scope or 'cluster'}", daemon=True)
-        self.children, self.api_version, self.kind, self.scope = children, kept.api_version, kept.kind, scope
-        self.selectors = {"field_selector": kept.fields} if kept.fields else {"label_selector": children.selector}
+        self.sink, self.api_version, self.kind, self.scope = sink, kept.api_version, kept.kind, scope
+        self.selectors: dict[str, str] = {}
+        if kept.fields:
+            self.selectors["field_selector"] = kept.fields
+        elif sink.selector:
+            self.selectors["label_selector"] = sink.selector
         self.watch_seconds = WATCH_SECONDS if kept.bookmarked else QUIET_WATCH_SECONDS
         self.stopping = threading.Event()
         self.failures = 0
@@ -388,11 +417,11 @@ class Stream(threading.Thread):
                 _request_timeout=REQUEST_TIMEOUT,
                 serialize=False,  # the body as it came: the copies are made from plain JSON
             )
-            copies, metadata = listed_copies(self.api_version, self.kind, response.data, self.children.accepts)
+            copies, metadata = listed_copies(self.api_version, self.kind, response.data, self.sink.accepts)
             listed.update(copies)
             token = metadata.get("continue")
             if not token:
-                self.children.deliver(functools.partial(self.children.relisted, self.kind, self.scope, listed))
+                self.sink.deliver(functools.partial(self.sink.relisted, self.kind, self.scope, listed))
                 self.failures = 0
                 return str(metadata["resourceVersion"])
 
@@ -423,7 +452,7 @@ class Stream(threading.Thread):
                     raise RuntimeError(f"watch error: {body.get('message') or body}")
                 version = str(body["metadata"]["resourceVersion"])
                 if kind != "BOOKMARK":
-                    self.children.deliver(functools.partial(self.children.changed, self.kind, kind, body))
+                    self.sink.deliver(functools.partial(self.sink.changed, self.kind, kind, body))
         finally:
             response.close()  # a stream cut short must not go back to the pool half read
             response.release_conn()
@@ -485,13 +514,7 @@ class Children:
         return self.stores.get((api_version, kind))
 
     def deliver(self, work: Callable[[], None]) -> None:
-        """From a stream's thread: run `work` on the event loop, in the order the stream saw things."""
-        loop = self.loop
-        try:
-            if loop is not None:
-                loop.call_soon_threadsafe(work)
-        except RuntimeError:
-            pass  # the loop is closed: the operator is exiting
+        deliver_to(self.loop, work)
 
     def _store_of(self, kind: str) -> tuple[str, Store] | None:
         """The kind's apiVersion and store."""
