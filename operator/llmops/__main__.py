@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers  # registers the handlers
 
-    handlers.children.watch_namespaces(args.namespace)
+    handlers.streams.watch_namespaces(args.namespace)
 
     asyncio.run(
         kopf.operator(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llmops.handlers.children import accepts, scopes
+from llmops.handlers.streams import accepts, scopes
 from llmops.kube import read
 from llmops.kube.children import (
     CHILDREN,

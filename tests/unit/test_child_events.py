@@ -83,7 +83,7 @@ def test_a_timer_due_sooner_is_kept(reconciles: list[float]) -> None:
 def test_an_event_handler_returns_before_the_reconcile_runs(reconciles: list[float]) -> None:
     async def handler() -> None:
         reconciler = Reconciler(LLMModel, plan)
-        await reconciler.resource_changed("MODIFIED", "ns", "m", {"metadata": {"resourceVersion": "5"}})
+        reconciler.resource_changed("MODIFIED", "ns", "m", {"metadata": {"resourceVersion": "5"}})
         assert reconciles == []
         await settle(reconciler, 0.2)
         assert len(reconciles) == 1

@@ -73,7 +73,7 @@ def planned() -> list[dict[str, Any]]:
 
 def event(reconciler: Reconciler[LLMModel], cluster: FakeCluster, type_: str | None, version: str) -> None:
     async def deliver() -> None:
-        await reconciler.resource_changed(type_, NS, NAME, cluster.at(version))
+        reconciler.resource_changed(type_, NS, NAME, cluster.at(version))
         await asyncio.sleep(0.01)  # the reconcile it started, if any, begins
         while reconciler._running:
             await asyncio.gather(*reconciler._running)

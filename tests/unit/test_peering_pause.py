@@ -53,3 +53,37 @@ def test_a_paused_replica_holds_its_timers_without_reconciling() -> None:
 def test_without_kopf_running_nothing_is_paused() -> None:
     assert peering._pause is None
     assert not peering.paused()
+
+
+def test_kopf_still_sets_its_pause_up_before_it_starts_the_watches_we_start_ours_with() -> None:
+    # adjust_tasks looks spawn_missing_watchers up on the module at call time, after the peerings
+    assert orchestration.spawn_missing_watchers is peering._spawn_missing_watchers
+    source = inspect.getsource(orchestration.adjust_tasks)
+    assert source.index("await spawn_missing_peerings(") < source.index("await spawn_missing_watchers(")
+    assert "is_preactivated = settings.peering.mandatory" in inspect.getsource(orchestration.spawn_missing_peerings)
+
+
+def test_each_resume_is_told_and_a_start_unpaused_is_not() -> None:
+    resumes: list[str] = []
+
+    async def scenario() -> None:
+        toggles = ToggleSet(any)
+        telling = asyncio.create_task(peering._tell_resumes(toggles))
+        await asyncio.sleep(0.01)
+        assert resumes == []  # never paused: the streams' first lists start every reconcile
+        leader_alive = await toggles.make_toggle(True, name="a peer with a higher priority")
+        await asyncio.sleep(0.01)
+        await leader_alive.turn_to(False)
+        await asyncio.sleep(0.01)
+        await leader_alive.turn_to(True)
+        await asyncio.sleep(0.01)
+        await leader_alive.turn_to(False)
+        await asyncio.sleep(0.01)
+        telling.cancel()
+
+    peering.when_resumed(lambda: resumes.append("resumed"))
+    try:
+        asyncio.run(scenario())
+    finally:
+        peering._resumed.pop()
+    assert resumes == ["resumed", "resumed"]

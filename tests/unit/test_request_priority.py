@@ -129,13 +129,13 @@ def test_a_reconcile_makes_its_requests_at_the_priority_of_what_started_it(
 ) -> None:
     async def started() -> None:
         reconciler = Reconciler(LLMModel, plan, resync_seconds=0.05)
-        await reconciler.resource_changed("ADDED", "ns", "created", {"metadata": {"generation": 1}})
+        reconciler.resource_changed("ADDED", "ns", "created", {"metadata": {"generation": 1}})
         seen = {"metadata": {"generation": 1}, "status": {"observedGeneration": 1}}
-        await reconciler.resource_changed("MODIFIED", "ns", "relabelled", seen)
+        reconciler.resource_changed("MODIFIED", "ns", "relabelled", seen)
         reconciler.child_changed("ns", "child-event")
         reconciler.schedule_resync("ns", "resynced")
         reconciler.schedule_resync("ns", "edited")  # a resync pending, then an edit: served by one reconcile
-        await reconciler.resource_changed("MODIFIED", "ns", "edited", {"metadata": {"generation": 2}})
+        reconciler.resource_changed("MODIFIED", "ns", "edited", {"metadata": {"generation": 2}})
         reconciler.resync_seconds = 60
         await asyncio.sleep(1.5)
         for pending in reconciler._scheduled.values():
@@ -176,7 +176,7 @@ def test_reconciles_in_flight_are_bounded_and_a_change_goes_before_the_backlog(
         for i in range(10):
             reconciler.schedule("ns", f"child-{i}", 0)  # a burst of follow-ups, all due at once
         await asyncio.sleep(0.005)
-        await reconciler.resource_changed("ADDED", "ns", "created", {"metadata": {"generation": 1}})
+        reconciler.resource_changed("ADDED", "ns", "created", {"metadata": {"generation": 1}})
         while reconciler._running:
             await asyncio.sleep(0.01)
 

@@ -1,5 +1,5 @@
 """kopf wiring only: importing this package registers every handler."""
 
-from . import children, evalsuite, finetunejob, indexes, llmmodel, operator, rollout
+from . import evalsuite, finetunejob, indexes, llmmodel, operator, rollout, streams
 
-__all__ = ["children", "evalsuite", "finetunejob", "indexes", "llmmodel", "operator", "rollout"]
+__all__ = ["evalsuite", "finetunejob", "indexes", "llmmodel", "operator", "rollout", "streams"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -72,7 +73,7 @@ watch(RECONCILER, "evalsuites", SETTINGS.resync_seconds)
 
 
 @on_event("llmmodels")
-async def model_changed(namespace: str | None, name: str, body: kopf.Body, type: str | None, **_: Any) -> None:
+async def model_changed(namespace: str | None, name: str, body: Mapping[str, Any], type: str | None, **_: Any) -> None:
     """A target, baseline, gated candidate or quality gate that gets ready or a new digest is judged at once."""
     if not namespace or listed(type):
         return

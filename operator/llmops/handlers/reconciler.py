@@ -25,11 +25,12 @@ import pydantic
 from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
-from ..kube.children import Copy
+from ..kube.children import Copy, Kept, Listed
 from ..kube.client import PRIORITY, Priority, PriorityGate, is_namespace_terminating
+from ..kube.resources import RESOURCES
 from ..metrics import RECONCILE_SECONDS, RECONCILES, WRITES
 from ..plan.common import Event, Plan, set_condition
-from . import children, peering
+from . import peering, streams
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Resource)
@@ -89,7 +90,8 @@ class Reconciler(Generic[R]):
                 return
             if peering.paused():
                 # Another replica leads. kopf stops calling our handlers, but this may be one of
-                # our own timers: hold it, without reading or writing, until kopf resumes us.
+                # our own timers or streams: hold it, without reading or writing, until kopf
+                # resumes us (its re-list, or `resumed`, looks at it again then).
                 self.schedule_resync(namespace, name)
                 return
             started = time.monotonic()
@@ -147,7 +149,7 @@ class Reconciler(Generic[R]):
         try:
             async with AsyncExitStack() as held:
                 try:
-                    await children.listed()  # after a start: the copies answer the reads, not a GET each
+                    await streams.listed()  # after a start: the copies answer the reads, not a GET each
                     await lock.acquire()
                     held.callback(lock.release)
                     await held.enter_async_context(_reconcile_slots().slot(PRIORITY.get()))
@@ -240,7 +242,7 @@ class Reconciler(Generic[R]):
         self._failures.pop(key, None)
         status.forget(self.model.crd.plural, *key)
 
-    async def resource_changed(self, type_: str | None, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+    def resource_changed(self, type_: str | None, namespace: str, name: str, body: Mapping[str, Any]) -> None:
         """An event of the resource itself (kopf's listing has no type)."""
         if type_ == "DELETED":
             self._seen.pop((namespace, name), None)
@@ -253,6 +255,20 @@ class Reconciler(Generic[R]):
             return
         self._seen[(namespace, name)] = Copy.of(body)
         self.schedule(namespace, name, 0, Priority.CHANGE if unobserved(body) else Priority.FOLLOW_UP)
+
+    def relisted(self, listed: Listed) -> None:
+        """Every resource of a scope, listed by our own stream (a start, a resume of it, a re-list)."""
+        for (namespace, name), copy in listed.items():
+            self._seen[(namespace, name)] = copy
+            # The copy is parsed once more here, once per listing: a change waiting since the
+            # operator stopped goes before the look at every unchanged resource.
+            priority = Priority.CHANGE if unobserved(copy.body()) else Priority.FOLLOW_UP
+            self.schedule(namespace, name, 0, priority)
+
+    def resumed(self) -> None:
+        """This replica leads again: what waited while it did not (every timer) is looked at now."""
+        for namespace, name in list(self._scheduled):
+            self.schedule(namespace, name, 0)
 
     def child_changed(self, namespace: str, name: str) -> None:
         """An event of one of the resource's children: reconcile it once the burst is over."""
@@ -336,29 +352,41 @@ def listed(type_: str | None) -> bool:
 
 EventListener = Callable[..., Awaitable[None]]
 _EVENT_LISTENERS: dict[str, list[EventListener]] = {}
+STREAMED = frozenset({"llmmodels"})
+"""Kinds whose events come from our own stream (kube/resources.py), not from kopf. kopf handles
+every event in a per-object worker (its queue, its cause, its handler's arguments and state):
+for LLMModels, whose events are twice as many as their changes (each status write of ours comes
+back as one), that was a sixth of the operator's CPU on a first pass, more than the plans took."""
+_TELLING: set[asyncio.Task[None]] = set()
+
+
+async def tell_listeners(plural: str, **kwargs: Any) -> None:
+    """Call the kind's listeners in turn (in the order they were registered), each failure logged
+    and the next listener called, as kopf does with its handlers."""
+    for listener in _EVENT_LISTENERS.get(plural, []):
+        try:
+            await listener(**kwargs)
+        except Exception:
+            log.exception("%s failed on an event of %s %s", listener.__qualname__, plural, kwargs.get("name"))
 
 
 def on_event(plural: str) -> Callable[[EventListener], EventListener]:
     """Listen to the events of one of our kinds, with kopf's arguments of an event handler.
 
-    One kopf handler per kind calls the kind's listeners in turn (in the order they were
-    registered), each failure logged and the next listener called, as kopf does. kopf's cost is
-    per handler and per event (its arguments, its state, a log line): with a handler for each of
-    the three listeners of every LLMModel event, that was a tenth of the operator's CPU on a
+    One kopf handler per kind (none for a STREAMED kind) calls the kind's listeners. kopf's cost
+    is per handler and per event (its arguments, its state, a log line): with a handler for each
+    of the three listeners of every LLMModel event, that was a tenth of the operator's CPU on a
     first pass over 1,000 models.
     """
 
-    async def tell_listeners(**kwargs: Any) -> None:
-        for listener in _EVENT_LISTENERS[plural]:
-            try:
-                await listener(**kwargs)
-            except Exception:
-                log.exception("%s failed on an event of %s %s", listener.__qualname__, plural, kwargs.get("name"))
+    async def tell(**kwargs: Any) -> None:
+        await tell_listeners(plural, **kwargs)
 
     def register(listener: EventListener) -> EventListener:
         if plural not in _EVENT_LISTENERS:
             _EVENT_LISTENERS[plural] = []
-            kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(tell_listeners)
+            if plural not in STREAMED:
+                kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(tell)
         _EVENT_LISTENERS[plural].append(listener)
         return listener
 
@@ -366,11 +394,11 @@ def on_event(plural: str) -> Callable[[EventListener], EventListener]:
 
 
 def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
-    """Register kopf's handler of the resource's events and a listener of its children's; set the resync period.
+    """Have the resource's events and its children's reconcile it; set the resync period.
 
     Children are found through the label llmops.dev/<kind>=<name> that every child carries.
-    kopf lists every resource when it starts watching, so each one gets a first reconcile and,
-    from then on, its own resync timer.
+    kopf (or our stream) lists every resource when it starts watching, so each one gets a first
+    reconcile and, from then on, its own resync timer.
     """
     reconciler.resync_seconds = resync_seconds
     owner_label = f"llmops.dev/{reconciler.kind.lower()}"
@@ -379,11 +407,33 @@ def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> No
         type: str | None, namespace: str | None, name: str, body: Mapping[str, Any], **_: Any
     ) -> None:
         if namespace:
-            await reconciler.resource_changed(type, namespace, name, body)
+            reconciler.resource_changed(type, namespace, name, body)
 
     def child_changed(kind: str, namespace: str, labels: Mapping[str, str]) -> None:
         if owner_label in labels:
             reconciler.child_changed(namespace, labels[owner_label])
 
-    on_event(plural)(resource_changed)
-    children.listen(child_changed)
+    if plural in STREAMED:
+        changed = functools.partial(streamed_event, reconciler, plural)
+        RESOURCES.handle(Kept(API_VERSION, reconciler.kind), reconciler.relisted, changed)
+        peering.when_resumed(reconciler.resumed)
+    else:
+        on_event(plural)(resource_changed)
+    streams.listen(child_changed)
+
+
+def streamed_event(reconciler: Reconciler[Any], plural: str, type_: str, body: Mapping[str, Any]) -> None:
+    """An event of a STREAMED kind, on the event loop in the order the stream saw them.
+
+    The reconciler is told at once, so that it keeps the latest body; the kind's listeners (other
+    kinds' handlers, which may wait for reconciles of their own) in a task of the event's own.
+    """
+    metadata = body["metadata"]
+    namespace, name = metadata.get("namespace") or "", metadata["name"]
+    if not namespace:
+        return
+    reconciler.resource_changed(type_, namespace, name, body)
+    if _EVENT_LISTENERS.get(plural):
+        task = asyncio.create_task(tell_listeners(plural, type=type_, namespace=namespace, name=name, body=body))
+        _TELLING.add(task)
+        task.add_done_callback(_TELLING.discard)

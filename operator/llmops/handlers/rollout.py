@@ -13,7 +13,7 @@ from ..metrics import ANALYSIS_QUERIES, ROLLBACKS, ROLLOUT_PHASE, ROLLOUT_WEIGHT
 from ..plan.common import Plan
 from ..plan.rollout import RolloutObservation, gate_suite, measurement_due, plan_rollout
 from ..settings import Settings
-from . import children, indexes
+from . import indexes, streams
 from .reconciler import Reconciler, listed, on_event, watch
 
 SETTINGS = Settings.from_env()
@@ -105,4 +105,4 @@ def serving_pod_changed(kind: str, namespace: str, labels: Mapping[str, str]) ->
             RECONCILER.child_changed(namespace, rollout)
 
 
-children.listen(serving_pod_changed)
+streams.listen(serving_pod_changed)

@@ -5,7 +5,8 @@ faults), which is the audit: every request of a replica is recorded under its na
 are counted per identity (kopf's peering heartbeats aside: every replica writes those).
 
 The replica that is not the leader must neither write nor even read: kopf pauses its watches,
-and the reconciler's own resync timers must pause with them. To show it, the leader is frozen
+and the reconciler's own resync timers and the events of its own streams must pause with them
+(only those streams' watches stay open). To show it, the leader is frozen
 (SIGSTOP) for less than its peering lifetime while the spec changes: the follower must leave the
 change alone until the leader runs again (two writers would be a split brain).
 """
@@ -58,8 +59,10 @@ class Replica:
         return [r for r in self.requests(since) if r.write]
 
     def work(self, since: float = 0.0) -> list[Request]:
-        """Requests of the reconciler (the kubernetes client), reads included."""
-        return [r for r in self.requests(since) if not r.client.startswith("kopf/")]
+        """Requests of the reconciler (the kubernetes client), reads included; not the watches of
+        the kube layer's streams, which stay open on every replica (a watch ends after minutes and
+        the next one begins)."""
+        return [r for r in self.requests(since) if not r.client.startswith("kopf/") and not r.watch]
 
 
 class Replicas:

@@ -1,8 +1,10 @@
-"""The children's watch streams (kube/children.py): started with the operator, in its namespaces.
+"""The kube layer's own list+watch streams, started with the operator in its namespaces.
 
-They replace kopf's watches of Jobs, Deployments and pods: kopf watches a kind whole (every pod
-of every watched namespace, whoever owns it), these only what the operator manages, and they
-keep the copies that the reconciles read.
+The children's (kube/children.py) replace kopf's watches of Jobs, Deployments and pods: kopf
+watches a kind whole (every pod of every watched namespace, whoever owns it), these only what the
+operator manages, and they keep the copies that the reconciles read. The LLMModels' (kube/
+resources.py) replace kopf's watch of them, so that an event costs no framework work; they start
+when kopf starts its own watches, once its peering can say whether this replica leads.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from kopf._cogs.structs.references import NamespaceName, match_namespace, select
 
 from ..kube.children import CHILDREN, Listener
 from ..kube.read import selector
+from ..kube.resources import RESOURCES
 from ..plan.common import MANAGED_BY
+from . import peering
 
 _namespaces: list[str] = []
 
@@ -55,10 +59,12 @@ async def listed() -> None:
 
 @kopf.on.startup(id="watch-children")
 async def start(**_: Any) -> None:
-    patterns = list(_namespaces)
-    CHILDREN.start(asyncio.get_running_loop(), selector(MANAGED_BY), scopes(patterns), lambda ns: accepts(patterns, ns))
+    patterns, loop = list(_namespaces), asyncio.get_running_loop()
+    CHILDREN.start(loop, selector(MANAGED_BY), scopes(patterns), lambda ns: accepts(patterns, ns))
+    peering.when_watching(lambda: RESOURCES.start(loop, scopes(patterns), lambda ns: accepts(patterns, ns)))
 
 
 @kopf.on.cleanup(id="stop-watching-children")
 async def stop(**_: Any) -> None:
+    RESOURCES.stop()
     CHILDREN.stop()

@@ -1,0 +1,158 @@
+"""LLMModels' events come from our own stream, not kopf's: the reconciler hears them in order,
+first and at once, the kind's other listeners after it; a listing and a resume look at every model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import kopf
+import pytest
+
+from llmops.api.llmmodel import LLMModel
+from llmops.handlers import reconciler as module
+from llmops.handlers.reconciler import Reconciler, streamed_event
+from llmops.kube import status
+from llmops.kube.children import Copy, Kept, Stream
+from llmops.kube.client import Priority
+from llmops.kube.resources import Resources
+from llmops.plan.common import Plan
+
+NS = "ns"
+
+
+def model(name: str, version: int, generation: int = 1, observed: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "llmops.dev/v1alpha1",
+        "kind": "LLMModel",
+        "metadata": {"name": name, "namespace": NS, "generation": generation, "resourceVersion": str(version)},
+        "spec": {"source": {"uri": "hf://org/m"}},
+    }
+    if observed is not None:
+        body["status"] = {"observedGeneration": observed}
+    return body
+
+
+async def plan(model: LLMModel, now: datetime) -> Plan:
+    return Plan()
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[kopf.OperatorRegistry]:
+    fresh = kopf.OperatorRegistry()
+    previous = kopf.get_default_registry()
+    kopf.set_default_registry(fresh)
+    monkeypatch.setattr(module, "_EVENT_LISTENERS", {})
+    yield fresh
+    kopf.set_default_registry(previous)
+
+
+def cancel_timers(reconciler: Reconciler[Any]) -> None:
+    for pending in reconciler._scheduled.values():
+        pending.cancel()
+
+
+def test_a_streamed_kind_has_listeners_but_no_kopf_handler(registry: kopf.OperatorRegistry) -> None:
+    @module.on_event("llmmodels")
+    async def listener(**_: Any) -> None:
+        pass
+
+    @module.on_event("rollouts")
+    async def other(**_: Any) -> None:
+        pass
+
+    assert "llmmodels" in module.STREAMED
+    assert [handler.id for handler in registry._watching.get_all_handlers()] == ["rollouts-event"]
+
+
+def test_the_reconciler_keeps_the_latest_event_while_the_other_listeners_wait(registry: kopf.OperatorRegistry) -> None:
+    heard: list[tuple[str, str, str]] = []
+    go_on = asyncio.Event()
+
+    @module.on_event("llmmodels")
+    async def slow(type: str, name: str, body: dict[str, Any], **_: Any) -> None:
+        await go_on.wait()  # e.g. an EvalSuite's handler reconciling the suites it gates
+        heard.append((type, name, body["metadata"]["resourceVersion"]))
+
+    async def scenario() -> tuple[Copy, bool]:
+        reconciler = Reconciler(LLMModel, plan)
+        streamed_event(reconciler, "llmmodels", "ADDED", model("m", 1))
+        streamed_event(reconciler, "llmmodels", "MODIFIED", model("m", 2))
+        kept = reconciler._seen[(NS, "m")]
+        scheduled = (NS, "m") in reconciler._scheduled
+        cancel_timers(reconciler)
+        go_on.set()
+        await asyncio.gather(*module._TELLING)
+        return kept, scheduled
+
+    kept, scheduled = asyncio.run(scenario())
+    assert kept.resource_version == "2" and scheduled
+    assert heard == [("ADDED", "m", "1"), ("MODIFIED", "m", "2")]
+
+
+def test_the_echo_of_our_own_status_write_still_reaches_the_other_listeners(
+    registry: kopf.OperatorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An EvalSuite or a Rollout waits for a model's status (Ready, a digest): only our writes set it."""
+    heard: list[str] = []
+
+    @module.on_event("llmmodels")
+    async def listener(name: str, **_: Any) -> None:
+        heard.append(name)
+
+    monkeypatch.setitem(status._written, ("llmmodels", NS, "m"), "7")
+
+    async def scenario() -> bool:
+        reconciler = Reconciler(LLMModel, plan)
+        streamed_event(reconciler, "llmmodels", "MODIFIED", model("m", 7))
+        await asyncio.gather(*module._TELLING)
+        return (NS, "m") in reconciler._scheduled
+
+    assert asyncio.run(scenario()) is False
+    assert heard == ["m"]
+
+
+def test_a_listing_reconciles_each_model_from_its_copy_changes_first() -> None:
+    async def scenario() -> Reconciler[LLMModel]:
+        reconciler = Reconciler(LLMModel, plan)
+        reconciler.relisted(
+            {
+                (NS, "unchanged"): Copy.of(model("unchanged", 3, generation=2, observed=2)),
+                (NS, "edited"): Copy.of(model("edited", 4, generation=3, observed=2)),
+            }
+        )
+        cancel_timers(reconciler)
+        return reconciler
+
+    reconciler = asyncio.run(scenario())
+    assert reconciler._priority == {(NS, "unchanged"): Priority.FOLLOW_UP, (NS, "edited"): Priority.CHANGE}
+    assert reconciler._seen[(NS, "edited")].body()["metadata"]["resourceVersion"] == "4"
+
+
+def test_a_resume_makes_every_waiting_timer_due_now() -> None:
+    async def scenario() -> list[float]:
+        reconciler = Reconciler(LLMModel, plan, resync_seconds=60)
+        reconciler.schedule_resync(NS, "a")
+        reconciler.schedule(NS, "b", 30)
+        loop = asyncio.get_running_loop()
+        before = loop.time()
+        reconciler.resumed()
+        dues = [handle.when() - before for handle in reconciler._scheduled.values()]
+        cancel_timers(reconciler)
+        return dues
+
+    dues = asyncio.run(scenario())
+    assert len(dues) == 2 and all(d < 1 for d in dues)
+
+
+def test_our_kinds_are_streamed_whole_in_the_watched_namespaces_only() -> None:
+    changed: list[str] = []
+    resources = Resources()
+    resources.handle(Kept("llmops.dev/v1alpha1", "LLMModel"), lambda listed: None, lambda t, b: changed.append(t))
+    resources.accepts = lambda namespace: namespace == NS
+    assert Stream(resources, resources.handlers["LLMModel"].kept, None).selectors == {}
+    resources.changed("LLMModel", "ADDED", model("m", 1))
+    resources.changed("LLMModel", "ADDED", {**model("m", 1), "metadata": {"name": "m", "namespace": "other"}})
+    assert changed == ["ADDED"]
