@@ -57,14 +57,14 @@ async def listed() -> None:
     await CHILDREN.listed(FIRST_LISTS_WAIT)
 
 
-@kopf.on.startup(id="watch-children")
+@kopf.on.startup(id="start-streams")
 async def start(**_: Any) -> None:
     patterns, loop = list(_namespaces), asyncio.get_running_loop()
     CHILDREN.start(loop, selector(MANAGED_BY), scopes(patterns), lambda ns: accepts(patterns, ns))
     peering.when_watching(lambda: RESOURCES.start(loop, scopes(patterns), lambda ns: accepts(patterns, ns)))
 
 
-@kopf.on.cleanup(id="stop-watching-children")
+@kopf.on.cleanup(id="stop-streams")
 async def stop(**_: Any) -> None:
     RESOURCES.stop()
     CHILDREN.stop()
