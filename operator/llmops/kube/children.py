@@ -248,10 +248,14 @@ class Store:
         found = (self.objects[namespace][n] for n in sorted(names))
         return [c for c in found if all(c.label(k) == v for k, v in labels.items())]
 
+    def is_news(self, namespace: str, name: str, resource_version: str) -> bool:
+        """Whether the object at this version is newer than its copy kept, or none is kept."""
+        old = self.get(namespace, name)
+        return old is None or newer(resource_version, old.resource_version)
+
     def put(self, namespace: str, name: str, copy: Copy) -> bool:
         """Keep the copy unless a newer one is kept; True when it is news."""
-        old = self.get(namespace, name)
-        if old is not None and not newer(copy.resource_version, old.resource_version):
+        if not self.is_news(namespace, name, copy.resource_version):
             return False
         self._drop(namespace, name)
         self.objects.setdefault(namespace, {})[name] = copy
@@ -541,8 +545,7 @@ class Children:
             if removed is not None:
                 self._tell(kind, [(namespace, removed.labels)])
             return
-        kept = store.get(namespace, name)
-        if kept is not None and not newer(version, kept.resource_version):
+        if not store.is_news(namespace, name, version):
             return  # most often the echo of our own write, whose answer made the copy: not made twice
         copy = Copy.of(body)
         store.put(namespace, name, copy)
