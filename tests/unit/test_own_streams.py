@@ -4,6 +4,7 @@ first and at once, the kind's other listeners after it; a listing and a resume l
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers import reconciler as module
 from llmops.handlers.reconciler import Reconciler, streamed_event
-from llmops.kube import status
+from llmops.kube import children, status
 from llmops.kube.children import Copy, Kept, Stream
 from llmops.kube.client import Priority
 from llmops.kube.resources import Resources
@@ -156,3 +157,52 @@ def test_our_kinds_are_streamed_whole_in_the_watched_namespaces_only() -> None:
     resources.changed("LLMModel", "ADDED", model("m", 1))
     resources.changed("LLMModel", "ADDED", {**model("m", 1), "metadata": {"name": "m", "namespace": "other"}})
     assert changed == ["ADDED"]
+
+
+class CutWatch:
+    """A watch's answer: its events, then the connection is cut."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        for event in self.events:
+            yield json.dumps(event).encode() + b"\n"
+        raise ConnectionError("Response ended prematurely")
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_a_watch_cut_short_resumes_after_the_last_event_it_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Begun again from where the cut watch began, it would deliver again a deleted model's
+    creation, and the reconciler, which keeps no copies to compare, would act on its body."""
+    asked: list[str] = []
+    watches = [
+        CutWatch([{"type": "ADDED", "object": model("m", 5)}, {"type": "DELETED", "object": model("m", 6)}]),
+        CutWatch([{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}}]),
+    ]
+
+    class Client:
+        def request(self, *_: Any, resource_version: str, **__: Any) -> CutWatch:
+            asked.append(resource_version)
+            if not watches:
+                stream.stopping.set()
+                raise ConnectionError("stopped")
+            return watches.pop(0)
+
+    delivered: list[str] = []
+    resources = Resources()
+    resources.handle(Kept("llmops.dev/v1alpha1", "LLMModel"), lambda listed: None, lambda t, b: delivered.append(t))
+    monkeypatch.setattr(children, "_watch_client", Client)
+    monkeypatch.setattr(Stream, "_path", lambda self: "/apis/llmops.dev/v1alpha1/llmmodels")
+    monkeypatch.setattr(children.random, "uniform", lambda low, high: 0.0)  # no pause between tries
+    stream = Stream(resources, resources.handlers["LLMModel"].kept, None)
+    stream.version = "4"
+    monkeypatch.setattr(resources, "deliver", lambda work: work())
+    stream.run()
+    assert asked == ["4", "6", "9"]
+    assert delivered == ["ADDED", "DELETED"]

@@ -381,17 +381,22 @@ class Stream(threading.Thread):
         self.stopping = threading.Event()
         self.failures = 0
         """Failures in a row: the pause before the next try grows with them."""
+        self.version: str | None = None
+        """Where the next watch begins: the last list's or event's resourceVersion (None: list
+        again). Kept as each event comes, so that a watch cut short resumes after the last event
+        it delivered: begun again from an earlier version, it would deliver older events again,
+        and a handler without copies to compare with (an LLMModel's) would take them for news,
+        such as a deleted object's body."""
 
     def run(self) -> None:
-        version: str | None = None
         while not self.stopping.is_set():
             try:
-                if version is None:
-                    version = self._list()
-                version = self._watch(version)
+                if self.version is None:
+                    self.version = self._list()
+                self._watch()
             except Exception as error:  # a stream outlives any fault and tries again
                 if gone(error):
-                    version = None
+                    self.version = None
                     continue
                 if self.stopping.is_set():
                     return
@@ -429,14 +434,14 @@ class Stream(threading.Thread):
                 self.failures = 0
                 return str(metadata["resourceVersion"])
 
-    def _watch(self, version: str) -> str:
+    def _watch(self) -> None:
         response = _watch_client().request(
             "get",
             self._path(),
             **self.selectors,
             watch=True,
             allow_watch_bookmarks=True,
-            resource_version=version,
+            resource_version=self.version,
             timeout_seconds=self.watch_seconds,
             _request_timeout=(10, SILENCE_SECONDS),
             serialize=False,
@@ -454,13 +459,12 @@ class Stream(threading.Thread):
                     if body.get("code") == 410:
                         raise Gone()
                     raise RuntimeError(f"watch error: {body.get('message') or body}")
-                version = str(body["metadata"]["resourceVersion"])
                 if kind != "BOOKMARK":
                     self.sink.deliver(functools.partial(self.sink.changed, self.kind, kind, body))
+                self.version = str(body["metadata"]["resourceVersion"])
         finally:
             response.close()  # a stream cut short must not go back to the pool half read
             response.release_conn()
-        return version
 
 
 class Children:
