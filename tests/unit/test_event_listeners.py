@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import kopf
 import pytest
 
 from llmops.handlers import reconciler
-
-
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[kopf.OperatorRegistry]:
-    fresh = kopf.OperatorRegistry()
-    previous = kopf.get_default_registry()
-    kopf.set_default_registry(fresh)
-    monkeypatch.setattr(reconciler, "_EVENT_LISTENERS", {})
-    yield fresh
-    kopf.set_default_registry(previous)
 
 
 def test_listeners_of_a_kind_share_one_handler_and_each_is_called(

@@ -40,16 +40,6 @@ async def plan(model: LLMModel, now: datetime) -> Plan:
     return Plan()
 
 
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[kopf.OperatorRegistry]:
-    fresh = kopf.OperatorRegistry()
-    previous = kopf.get_default_registry()
-    kopf.set_default_registry(fresh)
-    monkeypatch.setattr(module, "_EVENT_LISTENERS", {})
-    yield fresh
-    kopf.set_default_registry(previous)
-
-
 def cancel_timers(reconciler: Reconciler[Any]) -> None:
     for pending in reconciler._scheduled.values():
         pending.cancel()
