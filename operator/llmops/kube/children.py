@@ -26,7 +26,7 @@ import random
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cache
@@ -366,6 +366,21 @@ def deliver_to(loop: asyncio.AbstractEventLoop | None, work: Callable[[], None])
         pass  # the loop is closed: the operator is exiting
 
 
+def start_streams(sink: Sink, kinds: Iterable[Kept], scopes: list[str | None]) -> list[Stream]:
+    """One stream per kind and scope, started."""
+    streams = [Stream(sink, kept, scope) for kept in kinds for scope in scopes]
+    for stream in streams:
+        stream.start()
+    return streams
+
+
+def stop_streams(streams: list[Stream]) -> None:
+    """Ask each stream to stop (its thread ends with its watch) and let go of them."""
+    for stream in streams:
+        stream.stopping.set()
+    streams.clear()
+
+
 class Stream(threading.Thread):
     """List, then watch from there, for ever: one kind, one scope (a namespace, or None: the cluster)."""
 
@@ -493,15 +508,10 @@ class Children:
         self.first_lists = asyncio.Event()
         for kept in KINDS:
             self.stores[(kept.api_version, kept.kind)] = Store()
-            for scope in scopes:
-                stream = Stream(self, kept, scope)
-                self.streams.append(stream)
-                stream.start()
+        self.streams = start_streams(self, KINDS, scopes)
 
     def stop(self) -> None:
-        for stream in self.streams:
-            stream.stopping.set()
-        self.streams.clear()
+        stop_streams(self.streams)
         self.stores.clear()
         self.loop = self.first_lists = None
 

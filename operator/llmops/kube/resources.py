@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .children import Kept, Listed, Stream, deliver_to
+from .children import Kept, Listed, Stream, deliver_to, start_streams, stop_streams
 
 OnListed = Callable[[Listed], None]
 """Every object of the kind in a scope, by namespace and name: a (re-)list."""
@@ -48,16 +48,10 @@ class Resources:
         if self.streams:
             return
         self.loop, self.accepts = loop, accepts
-        for handlers in self.handlers.values():
-            for scope in scopes:
-                stream = Stream(self, handlers.kept, scope)
-                self.streams.append(stream)
-                stream.start()
+        self.streams = start_streams(self, [handlers.kept for handlers in self.handlers.values()], scopes)
 
     def stop(self) -> None:
-        for stream in self.streams:
-            stream.stopping.set()
-        self.streams.clear()
+        stop_streams(self.streams)
         self.loop = None
 
     def deliver(self, work: Callable[[], None]) -> None:
