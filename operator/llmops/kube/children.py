@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import random
 import sys
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
 
+import orjson
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -130,7 +130,7 @@ def _dictionary(api_version: str, kind: str, blob: bytes) -> bytes:
 def compact(body: Mapping[str, Any]) -> bytes:
     """The object as compact JSON, without its managedFields: what a copy keeps of it."""
     metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
-    return json.dumps({**body, "metadata": metadata}, separators=(",", ":")).encode()
+    return orjson.dumps({**body, "metadata": metadata})
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +170,7 @@ class Copy:
 
     def body(self) -> dict[str, Any]:
         unpacker = zlib.decompressobj(zdict=self.dictionary)
-        parsed: dict[str, Any] = json.loads(unpacker.decompress(self.packed) + unpacker.flush())
+        parsed: dict[str, Any] = orjson.loads(unpacker.decompress(self.packed) + unpacker.flush())
         return parsed
 
 
@@ -193,7 +193,7 @@ def listed_copies(
     The page's objects are all let go before the first copy is made, and each copy is made from
     its item's text parsed alone, as a watch event is: made from the parsed page, the copies kept
     its strings (names, labels, versions), scattered over the memory the page had used."""
-    parsed = json.loads(page)
+    parsed = orjson.loads(page)
     texts = [
         compact({**item, "apiVersion": api_version, "kind": kind})
         for item in parsed.get("items") or []
@@ -203,7 +203,7 @@ def listed_copies(
     del parsed
     copies = {}
     for text in texts:
-        body = json.loads(text)
+        body = orjson.loads(text)
         copies[(body["metadata"]["namespace"], body["metadata"]["name"])] = Copy.packing(text, body)
     return copies, metadata
 
@@ -468,7 +468,7 @@ class Stream(threading.Thread):
                 if not line:
                     continue
                 self.failures = 0  # the stream works (an accepted request alone may still be cut at once)
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind, body = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if body.get("code") == 410:
