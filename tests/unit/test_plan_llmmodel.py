@@ -10,7 +10,7 @@ import pytest
 
 from llmops.api.evalsuite import EvalSuite
 from llmops.api.llmmodel import LLMModel
-from llmops.plan.llmmodel import LLMModelObservation, plan_llmmodel, reads_repository_claim, reads_serving_pods
+from llmops.plan.llmmodel import LLMModelObservation, claims_to_read, plan_llmmodel, reads_serving_pods
 from llmops.settings import Settings
 from tests.support.invalid_specs import DELETE, example, patched
 
@@ -185,30 +185,44 @@ def test_pods_that_cannot_run_surface_as_degraded(pod_status: dict[str, Any], re
     assert plan.status["phase"] == "Degraded"
 
 
-@pytest.mark.parametrize(("claim_phase", "built", "degraded"), [
-    ("Pending", ("False", "WaitingForVolume"), ("False", "AsExpected")),
-    ("Bound", ("False", "Unschedulable"), ("True", "Unschedulable")),
+UNBOUND = "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+NO_GPU = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+
+
+@pytest.mark.parametrize(("message", "repository", "source", "built", "degraded"), [
+    (UNBOUND, "Pending", "Bound", ("False", "WaitingForVolume"), ("False", "AsExpected")),
+    (UNBOUND, None, "Bound", ("False", "WaitingForVolume"), ("False", "AsExpected")),  # ours, not seen yet
+    (UNBOUND, "Bound", "Pending", ("False", "WaitingForVolume"), ("False", "AsExpected")),
+    # Both bound, the scheduler's message from before: it has not tried the pod again yet.
+    (UNBOUND, "Bound", "Bound", ("False", "WaitingForVolume"), ("False", "AsExpected")),
+    (NO_GPU, "Bound", "Bound", ("False", "Unschedulable"), ("True", "Unschedulable")),
+    # The user's source claim does not exist: theirs to mend, in the scheduler's own words.
+    ('persistentvolumeclaim "models" not found', "Bound", None, ("False", "Unschedulable"), ("True", "Unschedulable")),
 ])  # fmt: skip
-def test_a_build_waiting_for_its_claim_to_bind_is_not_degraded(
-    claim_phase: str, built: tuple[str, str], degraded: tuple[str, str]
+def test_a_build_waiting_for_its_claims_to_bind_is_not_degraded(
+    message: str, repository: str | None, source: str | None, built: tuple[str, str], degraded: tuple[str, str]
 ) -> None:
-    """The scheduler holds the build pod until the repository claim is provisioned: that is a wait."""
+    """The scheduler holds the build pod until its claims are provisioned: that is a wait."""
     first, m = step(model({"spec.build.storage": DELETE}), LLMModelObservation())
     job = {**by_kind(first, "Job")[0], "status": {"active": 1}}
-    unbound = "0/3 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+    repository_claim = by_kind(first, "PersistentVolumeClaim")[0]
     pod = {
         "metadata": {"name": "tinystories-base-build-x"},
+        "spec": job["spec"]["template"]["spec"],
         "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                   "message": unbound}]},
+                                   "message": message}]},
     }  # fmt: skip
-    claim = {**by_kind(first, "PersistentVolumeClaim")[0], "status": {"phase": claim_phase}}
-    assert reads_repository_claim(m, [pod])  # what makes the handler read the claim
-    assert not reads_repository_claim(m, [{"metadata": {"name": "running"}, "status": {"phase": "Running"}}])
-    assert not reads_repository_claim(model(), [pod])  # storage of the user's own: no claim of ours
-    plan, _ = step(m, LLMModelObservation(build_job=job, build_pods=[pod], repository_claim=claim))
+    names = claims_to_read([pod])  # what the handler reads
+    assert names == sorted(["models", repository_claim["metadata"]["name"]])
+    assert claims_to_read([{**pod, "status": {"phase": "Running"}}]) == []
+    claims = {
+        name: None if phase is None else {"status": {"phase": phase}}
+        for name, phase in ((repository_claim["metadata"]["name"], repository), ("models", source))
+    }
+    plan, _ = step(m, LLMModelObservation(build_job=job, build_pods=[pod], build_claims=claims))
     assert conditions(plan)["Built"] == built
     assert conditions(plan)["Degraded"] == degraded
-    assert plan.status["phase"] == ("Building" if claim_phase == "Pending" else "Degraded")
+    assert plan.status["phase"] == ("Degraded" if degraded[0] == "True" else "Building")
 
 
 def test_serving_pods_are_read_only_while_the_deployment_falls_short() -> None:

@@ -21,9 +21,9 @@ from ..plan.llmmodel import (
     active_gate,
     build_hash,
     build_job_name,
+    claims_to_read,
     gate_deployment_name,
     plan_llmmodel,
-    reads_repository_claim,
     reads_serving_pods,
     reference_build,
     repository_claim_name,
@@ -77,9 +77,11 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         # artifact: a served model does not read its finished build Job and pods on every resync.
         return await observe_serving(model, fine_tune)
     build = await build_job_of(ns, build_job_name(model, hash_))
-    claim = None
-    if reads_repository_claim(model, build[1]):
-        claim = await read.get("v1", "PersistentVolumeClaim", ns, repository_claim_name(model), cached=True)
+    claims = {}
+    for claim in claims_to_read(build[1]):
+        # Only our own claim is among the copies; a source's claim of the user's is read from the apiserver.
+        ours = claim == repository_claim_name(model)
+        claims[claim] = await read.get("v1", "PersistentVolumeClaim", ns, claim, cached=ours)
     gate = active_gate(model)
     reference = NO_BUILD
     suite = None
@@ -103,7 +105,7 @@ async def observe(model: LLMModel) -> LLMModelObservation:
         reference_build_job_events=reference[2],
         gate_deployments=gate_deployments,
         gate_suite=suite,
-        repository_claim=claim,
+        build_claims=claims,
     )
 
 

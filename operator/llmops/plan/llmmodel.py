@@ -104,8 +104,8 @@ class LLMModelObservation:
     """The quality gate's Deployments by role (candidate, reference)."""
     gate_suite: EvalSuite | None = None
     """The EvalSuite named by spec.build.qualityGate."""
-    repository_claim: dict[str, Any] | None = None
-    """The model's repository PersistentVolumeClaim (read while a build waits for its pods)."""
+    build_claims: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """The build pods' PersistentVolumeClaims by name, None where one does not exist (claims_to_read)."""
 
 
 def build_inputs(build: BuildSpec) -> dict[str, Any]:
@@ -177,10 +177,13 @@ def repository_claim_name(model: LLMModel) -> str:
     return child_name(model.name, "repository")
 
 
-def reads_repository_claim(model: LLMModel, build_pods: list[dict[str, Any]]) -> bool:
-    """Whether a reconcile reads the repository claim: only while the scheduler holds a build pod (unbound_claim)."""
+def claims_to_read(build_pods: list[dict[str, Any]]) -> list[str]:
+    """The claims a reconcile reads: those of the build pods, only while the scheduler holds one (volume_wait)."""
     problem = pod_problem(build_pods)
-    return model.spec.build.storage is None and problem is not None and problem[0] == "Unschedulable"
+    if problem is None or problem[0] != "Unschedulable":
+        return []
+    volumes = (v for pod in build_pods for v in pod.get("spec", {}).get("volumes", []))
+    return sorted({v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v})
 
 
 def reads_serving_pods(model: LLMModel, deployment: dict[str, Any] | None) -> bool:
@@ -200,11 +203,29 @@ def reads_serving_pods(model: LLMModel, deployment: dict[str, Any] | None) -> bo
     return not settled
 
 
-def unbound_claim(model: LLMModel, observed: LLMModelObservation) -> bool:
-    """The model's own repository claim exists and is not bound yet (or is not seen yet)."""
-    if model.spec.build.storage is not None:
-        return False
-    return bool((observed.repository_claim or {}).get("status", {}).get("phase") != "Bound")
+UNBOUND_CLAIMS = "unbound immediate PersistentVolumeClaims"
+"""The scheduler's word for a pod whose claims are not bound yet. It keeps saying so until it
+tries the pod again, which it does soon after a claim binds: a bound claim may still be named."""
+
+
+def volume_wait(model: LLMModel, observed: LLMModelObservation, problem: tuple[str, str]) -> tuple[str, str] | None:
+    """The build pod is Unschedulable only because its claims are being provisioned: a wait, not a fault.
+
+    A claim that is Pending will be bound; one of ours not seen yet is about to be made. A claim
+    of the user's that does not exist is theirs to mend: the scheduler's own message says so.
+    """
+    claims = observed.build_claims
+    ours = repository_claim_name(model)
+    unbound = [
+        name
+        for name, claim in sorted(claims.items())
+        if (claim is None and name == ours) or (claim is not None and claim.get("status", {}).get("phase") != "Bound")
+    ]
+    if unbound:
+        return "WaitingForVolume", f"claim {unbound[0]} is not bound yet"
+    if claims and None not in claims.values() and UNBOUND_CLAIMS in problem[1]:
+        return "WaitingForVolume", f"claims bound ({', '.join(sorted(claims))}); the scheduler has yet to place the pod"
+    return None
 
 
 def desired_build_job(
@@ -712,9 +733,8 @@ def plan_llmmodel(model: LLMModel, observed: LLMModelObservation, settings: Sett
             else:
                 building = True
                 build_problem = outcome.problem
-                if build_problem and build_problem[0] == "Unschedulable" and unbound_claim(model, observed):
-                    # The scheduler waits for the repository claim to be provisioned: a wait, not a fault.
-                    build_problem = ("WaitingForVolume", f"claim {repository_claim_name(model)} is not bound yet")
+                if build_problem and build_problem[0] == "Unschedulable":
+                    build_problem = volume_wait(model, observed, build_problem) or build_problem
                 if gate is not None:
                     # The reference builds alongside, so that the gate can judge as soon as the candidate is built.
                     reference = reference_build(model)
