@@ -10,6 +10,7 @@ when kopf starts its own watches, once its peering can say whether this replica 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import kopf
@@ -60,8 +61,10 @@ async def listed() -> None:
 @kopf.on.startup(id="start-streams")
 async def start(**_: Any) -> None:
     patterns, loop = list(_namespaces), asyncio.get_running_loop()
-    CHILDREN.start(loop, selector(MANAGED_BY), scopes(patterns), lambda ns: accepts(patterns, ns))
-    peering.when_watching(lambda: RESOURCES.start(loop, scopes(patterns), lambda ns: accepts(patterns, ns)))
+    # Asked on every event: a namespace's answer is kept (the patterns do not change while we run).
+    accepted = functools.cache(functools.partial(accepts, patterns))
+    CHILDREN.start(loop, selector(MANAGED_BY), scopes(patterns), accepted)
+    peering.when_watching(lambda: RESOURCES.start(loop, scopes(patterns), accepted))
 
 
 @kopf.on.cleanup(id="stop-streams")
