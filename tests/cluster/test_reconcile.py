@@ -98,16 +98,21 @@ def test_deleting_the_model_deletes_its_children(operator: OperatorProcess, kube
 
 
 def test_a_model_asking_for_more_gpus_than_any_node_has_is_unschedulable(operator: OperatorProcess, kube: Kube) -> None:
-    """Degraded/Unschedulable, naming the GPUs. The build pod may be Unschedulable first, for a
-    moment (the scheduler's last word on it still the claim it waited for, when that claim is
-    already bound), so the test waits for the serving pods' reason, not for the first one."""
+    """Degraded/Unschedulable, naming the GPUs, and Degraded for nothing else on the way: while the
+    build pod waits for its claims, even for the moment the scheduler still names a claim already
+    bound as unbound, the model is Building (WaitingForVolume)."""
     kube.create(llmmodel(**{"spec.serving.resources.gpus": 16}))
+    messages: set[str] = set()
 
     def degraded() -> tuple[str, str, str] | None:
         conditions = kube.get("llmmodels", "tinystories-base").get("status", {}).get("conditions", [])
-        return next(((c["status"], c["reason"], c["message"]) for c in conditions if c["type"] == "Degraded"), None)
+        found = next(((c["status"], c["reason"], c["message"]) for c in conditions if c["type"] == "Degraded"), None)
+        if found and found[0] == "True":
+            messages.add(found[2])
+        return found
 
     wait_for(lambda: (degraded() or ("", "", ""))[2].find("nvidia.com/gpu") >= 0, 60, "Degraded naming the GPUs")
+    assert all("nvidia.com/gpu" in message for message in messages), messages
     found = degraded()
     assert found is not None and found[:2] == ("True", "Unschedulable"), found
 
