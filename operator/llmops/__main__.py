@@ -9,6 +9,7 @@ import random
 
 import kopf
 
+from . import diagnostics
 from .settings import Settings
 
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from . import handlers  # registers the handlers
 
     handlers.streams.watch_namespaces(args.namespace)
+    diagnostics.install()
 
     asyncio.run(
         kopf.operator(
