@@ -157,11 +157,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """A failed test that ran an operator shows the operator's last log lines in its report."""
+    """A failed test that ran an operator shows the operator's last log lines in its report, and
+    what each of its tasks and threads was doing at the failure."""
     report = yield
     operator = getattr(item, "funcargs", {}).get("operator")
     if report.failed and isinstance(operator, OperatorProcess):
         report.sections.append(("operator log (last 80 lines)", operator.log_tail(80)))
+        if report.when == "call":
+            report.sections.append(("operator tasks and threads", operator.state()))
     return report
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from llmops import diagnostics
+
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -104,3 +106,20 @@ class OperatorProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def state(self, timeout: float = 5.0) -> str:
+        """What each task and thread of the running operator is doing (SIGUSR1: llmops/diagnostics.py)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(the operator is not running)"
+        start = self.log_path.stat().st_size
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.log_path.open("rb") as log:
+                log.seek(start)
+                text = log.read().decode(errors="replace")
+            begin, end = text.find(diagnostics.BEGIN), text.find(diagnostics.END)
+            if begin >= 0 and end > begin:
+                return text[begin : end + len(diagnostics.END)]
+            time.sleep(0.1)
+        return f"(no state written within {timeout:.0f}s)"
