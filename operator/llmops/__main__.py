@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> None:
             # Deployment (which all get the same arguments) must each draw their own.
             priority=args.peering_priority if args.peering_priority is not None else random.randrange(1, 2**31),
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
-            memories=handlers.operator.IndexedKindsMemories(),
         )
     )
 

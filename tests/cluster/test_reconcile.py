@@ -97,6 +97,27 @@ def test_deleting_the_model_deletes_its_children(operator: OperatorProcess, kube
     wait_for(gone, 60, "children garbage-collected")
 
 
+@pytest.mark.parametrize("kind", ["llmmodel", "finetunejob", "evalsuite", "rollout"])
+def test_the_finalizer_an_earlier_version_added_is_removed(operator: OperatorProcess, kube: Kube, kind: str) -> None:
+    """Earlier versions added llmops.dev/unused: left alone, it would keep a deleted resource for good."""
+    obj = example(kind)
+    obj["metadata"]["finalizers"] = ["example.com/keep", "llmops.dev/unused"]
+    kube.create(obj)
+    plural, name = f"{kind}s", obj["metadata"]["name"]
+    wait_for(lambda: kube.get(plural, name)["metadata"].get("finalizers") == ["example.com/keep"], 30, "ours removed")
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, kube.ns, plural, name, {"metadata": {"finalizers": []}})
+    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, kube.ns, plural, name)
+
+    def deleted() -> bool:
+        try:
+            kube.get(plural, name)
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(deleted, 30, f"{kind} deleted")
+
+
 def test_a_model_asking_for_more_gpus_than_any_node_has_is_unschedulable(operator: OperatorProcess, kube: Kube) -> None:
     """Degraded/Unschedulable, naming the GPUs, and Degraded for nothing else on the way: while the
     build pod waits for its claims, even for the moment the scheduler still names a claim already

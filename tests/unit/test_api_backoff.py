@@ -11,7 +11,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from llmops.api.llmmodel import LLMModel
-from llmops.handlers.reconciler import Reconciler, listed
+from llmops.handlers.reconciler import Reconciler
 from llmops.kube import client as kube_client
 from llmops.plan.common import Plan
 
@@ -95,8 +95,3 @@ def test_a_burst_of_events_for_one_resource_costs_two_reconciles_not_one_each(
 
     asyncio.run(burst())
     assert planned == ["m", "m", "m"]
-
-
-def test_only_kopfs_listing_counts_as_listed() -> None:
-    assert listed(None)
-    assert not any(listed(t) for t in ("ADDED", "MODIFIED", "DELETED"))

@@ -1,25 +1,26 @@
-"""Rollouts and EvalSuites come from kopf's indexes: no LLMModel reconcile or event lists a namespace for them."""
+"""Rollouts and EvalSuites come from indexes kept from their streams: no LLMModel reconcile or event
+lists a namespace for them, and a lookup before the stream has listed fails loudly."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
-import kopf
 import pytest
 
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers import evalsuite, indexes, llmmodel, rollout
-from llmops.handlers.operator import IndexedKindsMemories
+from llmops.handlers.indexes import Index
 from llmops.kube import read
+from llmops.kube.children import Copy
+from llmops.kube.resources import RESOURCES
 
 NS = "ns"
 
 
 def rollout_body(
-    name: str, candidate: str, canary_replicas: int | None = None, gate: str | None = None
+    name: str, candidate: str, canary_replicas: int | None = None, gate: str | None = None, namespace: str = NS
 ) -> dict[str, Any]:
     steps: list[dict[str, Any]] = [{"setWeight": 10}]
     if gate:
@@ -30,7 +31,7 @@ def rollout_body(
     return {
         "apiVersion": "llmops.dev/v1alpha1",
         "kind": "Rollout",
-        "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1},
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "generation": 1},
         "spec": {"stable": {"name": "stable"}, "candidate": {"name": candidate}, "steps": steps},
         "status": status,
     }
@@ -77,36 +78,56 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
 
 
 @pytest.fixture
-def indexed(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
-    """Index contents by kind; kopf's indexes are namespace -> objects."""
-    contents: dict[str, list[dict[str, Any]]] = {"Rollout": [], "EvalSuite": []}
-    monkeypatch.setattr(indexes, "_indexes", {})
-    indexes.use({NS: contents["Rollout"]}, {NS: contents["EvalSuite"]})
-    return contents
+def listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both kinds listed cluster-wide, with nothing in them yet."""
+    monkeypatch.setattr(RESOURCES, "synced", {("Rollout", None), ("EvalSuite", None)})
+    monkeypatch.setattr(indexes, "ROLLOUTS", Index("Rollout"))
+    monkeypatch.setattr(indexes, "EVAL_SUITES", Index("EvalSuite"))
 
 
-def test_an_indexed_rollout_is_a_copy_of_what_the_watch_saw() -> None:
-    body = rollout_body("r", "cand", canary_replicas=1)
-    indexed = indexes.rollouts_by_namespace(namespace=NS, body=kopf.Body(body))
-    body["status"]["canaryReplicas"] = 5
-    assert indexed[NS]["status"]["canaryReplicas"] == 1
+def copies(*bodies: dict[str, Any]) -> dict[tuple[str, str], Copy]:
+    return {(b["metadata"]["namespace"], b["metadata"]["name"]): Copy.of(b) for b in bodies}
 
 
-def test_a_lookup_before_kopf_started_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(indexes, "_indexes", {})
-    with pytest.raises(RuntimeError, match="index"):
+def test_a_lookup_before_the_stream_listed_the_namespace_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RESOURCES, "synced", {("Rollout", "other")})
+    with pytest.raises(RuntimeError, match="Rollouts of ns are not listed yet"):
         indexes.rollouts(NS)
+    assert indexes.rollouts("other") == []
 
 
-def test_a_namespace_without_rollouts_has_none(indexed: dict[str, list[dict[str, Any]]]) -> None:
+@pytest.mark.usefixtures("listed")
+def test_a_namespace_without_rollouts_has_none() -> None:
     assert indexes.rollouts("elsewhere") == []
     assert indexes.eval_suites("elsewhere") == []
 
 
-def test_llmmodel_takes_its_canary_replicas_from_the_index(
-    indexed: dict[str, list[dict[str, Any]]], reads: Reads
-) -> None:
-    indexed["Rollout"].append(rollout_body("r", "m", canary_replicas=3))
+@pytest.mark.usefixtures("listed")
+def test_events_and_lists_keep_the_index_as_the_stream_shows_the_kind() -> None:
+    index = indexes.ROLLOUTS
+    index.changed("ADDED", rollout_body("a", "m"))
+    index.changed("ADDED", rollout_body("b", "m", canary_replicas=1))
+    index.changed("MODIFIED", rollout_body("b", "m", canary_replicas=2))
+    index.changed("ADDED", rollout_body("c", "m", namespace="other"))
+    assert sorted((r["metadata"]["name"], r["status"].get("canaryReplicas")) for r in indexes.rollouts(NS)) == [
+        ("a", None),
+        ("b", 2),
+    ]
+    index.changed("DELETED", rollout_body("a", "m"))
+    assert [r["metadata"]["name"] for r in indexes.rollouts(NS)] == ["b"]
+
+    # A namespace's re-list replaces that namespace only; the cluster's replaces every one.
+    index.relisted(NS, copies(rollout_body("d", "m")))
+    assert [r["metadata"]["name"] for r in indexes.rollouts(NS)] == ["d"]
+    assert [r["metadata"]["name"] for r in indexes.rollouts("other")] == ["c"]
+    index.relisted(None, copies(rollout_body("e", "m", namespace="other")))
+    assert indexes.rollouts(NS) == []
+    assert [r["metadata"]["name"] for r in indexes.rollouts("other")] == ["e"]
+
+
+@pytest.mark.usefixtures("listed")
+def test_llmmodel_takes_its_canary_replicas_from_the_index(reads: Reads) -> None:
+    indexes.ROLLOUTS.changed("ADDED", rollout_body("r", "m", canary_replicas=3))
     model = LLMModel.model_validate(
         {
             "apiVersion": "llmops.dev/v1alpha1",
@@ -120,26 +141,26 @@ def test_llmmodel_takes_its_canary_replicas_from_the_index(
     assert "Rollout" not in reads.kinds()
 
 
-def test_an_llmmodel_event_finds_its_suites_without_listing(
-    indexed: dict[str, list[dict[str, Any]]], reads: Reads, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    indexed["Rollout"].append(rollout_body("r", "m", gate="gate-suite"))
-    indexed["EvalSuite"] += [suite_body("target-suite", "m"), suite_body("other", "x")]
+@pytest.mark.usefixtures("listed")
+def test_an_llmmodel_event_finds_its_suites_without_listing(reads: Reads, monkeypatch: pytest.MonkeyPatch) -> None:
+    indexes.ROLLOUTS.changed("ADDED", rollout_body("r", "m", gate="gate-suite"))
+    for suite in (suite_body("target-suite", "m"), suite_body("other", "x")):
+        indexes.EVAL_SUITES.changed("ADDED", suite)
     reconciled: list[str] = []
 
     async def reconcile(namespace: str, name: str) -> None:
         reconciled.append(name)
 
     monkeypatch.setattr(evalsuite.RECONCILER, "reconcile", reconcile)
-    asyncio.run(evalsuite.model_changed(namespace=NS, name="m", body=kopf.Body({}), type="MODIFIED"))
+    asyncio.run(evalsuite.model_changed(namespace=NS, name="m", body={}, type="MODIFIED"))
     assert sorted(reconciled) == ["gate-suite", "target-suite"]
     assert reads.requests == []
 
 
-def test_an_llmmodel_event_finds_its_rollouts_without_listing(
-    indexed: dict[str, list[dict[str, Any]]], reads: Reads, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    indexed["Rollout"] += [rollout_body("uses-it", "m"), rollout_body("other", "x")]
+@pytest.mark.usefixtures("listed")
+def test_an_llmmodel_event_finds_its_rollouts_without_listing(reads: Reads, monkeypatch: pytest.MonkeyPatch) -> None:
+    indexes.ROLLOUTS.changed("ADDED", rollout_body("uses-it", "m"))
+    indexes.ROLLOUTS.changed("ADDED", rollout_body("other", "x"))
     reconciled: list[str] = []
 
     async def reconcile(namespace: str, name: str) -> None:
@@ -149,16 +170,3 @@ def test_an_llmmodel_event_finds_its_rollouts_without_listing(
     asyncio.run(rollout.reconcile_rollouts_of(NS, model="m"))
     assert reconciled == ["uses-it"]
     assert reads.requests == []
-
-
-def test_kopf_keeps_its_memory_of_the_indexed_kinds_objects_only() -> None:
-    async def recall() -> None:
-        memories = IndexedKindsMemories()
-        rollout = {"kind": "Rollout", "metadata": {"uid": "r"}}
-        model = {"kind": "LLMModel", "metadata": {"uid": "m"}}
-        assert await memories.recall(rollout) is await memories.recall(rollout)
-        assert await memories.recall(model) is not await memories.recall(model)
-        assert list(memories.iter_all_memories()) == [await memories.recall(rollout)]
-
-    asyncio.run(recall())
-    assert "memories" in inspect.signature(kopf.operator).parameters

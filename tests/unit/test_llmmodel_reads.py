@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from llmops.api.llmmodel import LLMModel
-from llmops.handlers import indexes, llmmodel
+from llmops.handlers import llmmodel
 from llmops.kube import read
+from llmops.kube.resources import RESOURCES
 from llmops.plan.llmmodel import LLMModelObservation, build_hash, build_job_name, plan_llmmodel
 
 NS = "ns"
@@ -80,8 +81,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
     fake = Reads()
     for name in ("get", "list_", "creation_failures"):
         monkeypatch.setattr(read, name, getattr(fake, name))
-    monkeypatch.setattr(indexes, "_indexes", {})
-    indexes.use({}, {})
+    monkeypatch.setattr(RESOURCES, "synced", {("Rollout", None), ("EvalSuite", None)})  # listed: none there
     yield fake
 
 

@@ -72,8 +72,13 @@ def planned() -> list[dict[str, Any]]:
 
 
 def event(reconciler: Reconciler[LLMModel], cluster: FakeCluster, type_: str | None, version: str) -> None:
+    """An event of the stream; type None: the object in a (re-)list of it."""
+
     async def deliver() -> None:
-        reconciler.resource_changed(type_, NS, NAME, cluster.at(version))
+        if type_ is None:
+            reconciler.relisted({(NS, NAME): module.Copy.of(cluster.at(version))})
+        else:
+            reconciler.resource_changed(type_, NS, NAME, cluster.at(version))
         await asyncio.sleep(0.01)  # the reconcile it started, if any, begins
         while reconciler._running:
             await asyncio.gather(*reconciler._running)
@@ -111,7 +116,7 @@ def test_a_change_after_our_write_is_reconciled_from_its_event(cluster: FakeClus
 
 def test_an_event_older_than_our_write_is_read_again(cluster: FakeCluster, planned: list[Any]) -> None:
     reconciler = written(cluster)  # our write made version 2
-    event(reconciler, cluster, None, "1")  # kopf's listing, from before it
+    event(reconciler, cluster, None, "1")  # a list from before it
     assert len(planned) == 2
     assert cluster.reads == 1
 
@@ -132,7 +137,7 @@ def test_an_event_is_used_once(cluster: FakeCluster, planned: list[Any]) -> None
     assert cluster.reads == 1
 
 
-def test_kopfs_listing_is_always_reconciled(cluster: FakeCluster, planned: list[Any]) -> None:
+def test_a_listing_is_always_reconciled(cluster: FakeCluster, planned: list[Any]) -> None:
     reconciler = written(cluster)
     event(reconciler, cluster, None, cluster.body["metadata"]["resourceVersion"])
     assert len(planned) == 2

@@ -1,4 +1,4 @@
-"""LLMModels' events come from our own stream, not kopf's: the reconciler hears them in order,
+"""Our kinds' events come from our own streams, not kopf's: the reconciler hears them in order,
 first and at once, the kind's other listeners after it; a listing and a resume look at every model."""
 
 from __future__ import annotations
@@ -43,19 +43,6 @@ async def plan(model: LLMModel, now: datetime) -> Plan:
 def cancel_timers(reconciler: Reconciler[Any]) -> None:
     for pending in reconciler._scheduled.values():
         pending.cancel()
-
-
-def test_a_streamed_kind_has_listeners_but_no_kopf_handler(registry: kopf.OperatorRegistry) -> None:
-    @module.on_event("llmmodels")
-    async def listener(**_: Any) -> None:
-        pass
-
-    @module.on_event("rollouts")
-    async def other(**_: Any) -> None:
-        pass
-
-    assert "llmmodels" in module.STREAMED
-    assert [handler.id for handler in registry._watching.get_all_handlers()] == ["rollouts-event"]
 
 
 def test_the_reconciler_keeps_the_latest_event_while_the_other_listeners_wait(registry: kopf.OperatorRegistry) -> None:
@@ -141,12 +128,34 @@ def test_a_resume_makes_every_waiting_timer_due_now() -> None:
 def test_our_kinds_are_streamed_whole_in_the_watched_namespaces_only() -> None:
     changed: list[str] = []
     resources = Resources()
-    resources.handle(Kept("llmops.dev/v1alpha1", "LLMModel"), lambda listed: None, lambda t, b: changed.append(t))
+    resources.handle(
+        Kept("llmops.dev/v1alpha1", "LLMModel"), lambda scope, listed: None, lambda t, b: changed.append(t)
+    )
     resources.accepts = lambda namespace: namespace == NS
     assert Stream(resources, resources.handlers["LLMModel"].kept, None).selectors == {}
     resources.changed("LLMModel", "ADDED", model("m", 1))
     resources.changed("LLMModel", "ADDED", {**model("m", 1), "metadata": {"name": "m", "namespace": "other"}})
     assert changed == ["ADDED"]
+
+
+def test_reconciles_wait_until_every_kind_is_listed_in_every_scope() -> None:
+    """The indexes of Rollouts and EvalSuites must know every one before a reconcile reads them."""
+
+    async def scenario() -> list[bool]:
+        resources = Resources()
+        for kind in ("LLMModel", "Rollout"):
+            resources.handle(Kept("llmops.dev/v1alpha1", kind), lambda scope, listed: None, lambda t, b: None)
+        # as `start` leaves them, without the streams: their lists are delivered by hand below
+        resources.scopes, resources.first_lists = ["a", "b"], asyncio.Event()
+        seen = []
+        for kind, scope in (("LLMModel", "a"), ("Rollout", "a"), ("LLMModel", "b"), ("Rollout", "b")):
+            seen.append(resources.first_lists.is_set())
+            resources.relisted(kind, scope, {})
+        seen.append(resources.first_lists.is_set())
+        await resources.listed(0.1)
+        return [*seen, resources.knows("Rollout", "a"), resources.knows("Rollout", "c")]
+
+    assert asyncio.run(scenario()) == [False, False, False, False, True, True, False]
 
 
 class CutWatch:

@@ -1,4 +1,4 @@
-"""kopf wiring only: importing this package registers every handler."""
+"""The wiring only: importing this package registers every handler, with our streams and with kopf."""
 
 from . import evalsuite, finetunejob, indexes, llmmodel, operator, rollout, streams
 

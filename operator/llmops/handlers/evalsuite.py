@@ -1,4 +1,4 @@
-"""EvalSuite: gather the observation (models, Rollouts, evaluator Jobs), call the pure plan; kopf wiring."""
+"""EvalSuite: gather the observation (models, Rollouts, evaluator Jobs), call the pure plan; its wiring."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import kopf
 import pydantic
 
 from ..api.common import API_VERSION
@@ -20,7 +19,7 @@ from ..plan.evalsuite import EvalSuiteObservation, finished_runs, gated_suites, 
 from ..plan.workloads import job_condition
 from ..settings import Settings
 from . import indexes
-from .reconciler import Reconciler, listed, on_event, watch
+from .reconciler import Reconciler, on_event, watch
 
 SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
@@ -69,14 +68,12 @@ async def plan(suite: EvalSuite, now: datetime) -> Plan:
 
 
 RECONCILER = Reconciler(EvalSuite, plan)
-watch(RECONCILER, "evalsuites", SETTINGS.resync_seconds)
+watch(RECONCILER, "evalsuites", SETTINGS.resync_seconds, index=indexes.EVAL_SUITES)
 
 
 @on_event("llmmodels")
-async def model_changed(namespace: str | None, name: str, body: Mapping[str, Any], type: str | None, **_: Any) -> None:
+async def model_changed(namespace: str, name: str, body: Mapping[str, Any], **_: Any) -> None:
     """A target, baseline, gated candidate or quality gate that gets ready or a new digest is judged at once."""
-    if not namespace or listed(type):
-        return
     rollouts = parsed_rollouts(indexes.rollouts(namespace))
     affected = {suite for r in rollouts if r.spec.candidate.name == name for suite in gated_suites(r)}
     quality_gate = (body.get("status") or {}).get("qualityGate") or {}
@@ -91,10 +88,8 @@ async def model_changed(namespace: str | None, name: str, body: Mapping[str, Any
 
 
 @on_event("rollouts")
-async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
+async def rollout_changed(namespace: str, body: Mapping[str, Any], **_: Any) -> None:
     """A Rollout reaching an evalGate step starts the gated suite's run at once."""
-    if not namespace or listed(type):
-        return
     for rollout in parsed_rollouts([dict(body)]):
         for suite in sorted(gated_suites(rollout)):
             await RECONCILER.reconcile(namespace, suite)

@@ -1,4 +1,4 @@
-"""FineTuneJob: gather the observation (incl. the trainer's log tail), call the pure plan; kopf wiring."""
+"""FineTuneJob: gather the observation (incl. the trainer's log tail), call the pure plan; its wiring."""
 
 from __future__ import annotations
 

@@ -1,64 +1,67 @@
-"""Indexes kopf keeps from its watch streams: the Rollouts and the EvalSuites of each namespace.
+"""The Rollouts and the EvalSuites of each namespace, kept from their streams (kube/resources.py).
 
 Every LLMModel reconcile looks for the Rollouts that hold the model as a canary, and every
 LLMModel event asks which Rollouts and EvalSuites use that model. Listing the namespace for
 each cost one request per reconcile and three per event: with thousands of models, most of
-the operator's reads, for kinds that have a handful of objects. kopf fills these indexes from
-its own watches and calls no other handler before they hold every existing object, so a
-lookup never misses a Rollout or EvalSuite that exists.
+the operator's reads, for kinds that have a handful of objects. A lookup in a namespace the
+stream has not listed yet fails loudly (the reconcile is retried) instead of finding nothing:
+reconciles wait for the first lists after a start (handlers/streams.py), so it does not happen
+unless a kind cannot be listed.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
-from ..api.common import GROUP, VERSION
-
-INDEXED_KINDS = frozenset({"Rollout", "EvalSuite"})
-"""The kinds kopf keeps an index of: their objects' memory in kopf holds what each put in it."""
-ByNamespace = Mapping[str, Any]
-"""namespace -> the objects in it (a kopf.Index, or a plain mapping in tests)."""
-_indexes: dict[str, ByNamespace] = {}
+from ..kube.children import Listed
+from ..kube.resources import RESOURCES
 
 
-@kopf.index(GROUP, VERSION, "rollouts", id="rollouts_by_namespace")
-def rollouts_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    # A copy: kopf's body is a live view that the next event of the object replaces.
-    return {namespace or "": copy.deepcopy(dict(body))}
+@dataclass
+class Index:
+    """One kind's objects by namespace and name, as its stream last showed them. Pure but for
+    `knows`, which asks the stream whether the namespace has been listed."""
+
+    kind: str
+    objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def relisted(self, scope: str | None, listed: Listed) -> None:
+        """The scope's (a namespace, or None: the cluster) objects are exactly these now."""
+        if scope is None:
+            self.objects.clear()
+        else:
+            self.objects.pop(scope, None)
+        for (namespace, name), copy in listed.items():
+            self.objects.setdefault(namespace, {})[name] = copy.body()
+
+    def changed(self, type_: str, body: Mapping[str, Any]) -> None:
+        metadata = body.get("metadata") or {}
+        namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
+        if type_ == "DELETED":
+            in_namespace = self.objects.get(namespace, {})
+            in_namespace.pop(name, None)
+            if not in_namespace:
+                self.objects.pop(namespace, None)
+        else:
+            self.objects.setdefault(namespace, {})[name] = dict(body)  # the event's own parse
+
+    def in_namespace(self, namespace: str) -> list[dict[str, Any]]:
+        if not RESOURCES.knows(self.kind, namespace):
+            raise RuntimeError(f"the {self.kind}s of {namespace} are not listed yet")
+        return list(self.objects.get(namespace, {}).values())
 
 
-@kopf.index(GROUP, VERSION, "evalsuites", id="evalsuites_by_namespace")
-def evalsuites_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return {namespace or "": copy.deepcopy(dict(body))}
-
-
-@kopf.on.startup(id="keep-indexes")
-async def keep_indexes(**kwargs: Any) -> None:
-    """kopf hands its indexes to handlers only; the reconciles that its handlers and our timers start need them too."""
-    use(kwargs["rollouts_by_namespace"], kwargs["evalsuites_by_namespace"])
-
-
-def use(rollouts: ByNamespace, eval_suites: ByNamespace) -> None:
-    _indexes["Rollout"] = rollouts
-    _indexes["EvalSuite"] = eval_suites
-
-
-def _objects(kind: str, namespace: str) -> list[dict[str, Any]]:
-    index = _indexes.get(kind)
-    if index is None:
-        raise RuntimeError(f"the {kind} index is not there yet: kopf has not started")
-    return list(index.get(namespace, ()))
+ROLLOUTS = Index("Rollout")
+EVAL_SUITES = Index("EvalSuite")
 
 
 def rollouts(namespace: str) -> list[dict[str, Any]]:
     """The namespace's Rollouts, as last seen by the watch."""
-    return _objects("Rollout", namespace)
+    return ROLLOUTS.in_namespace(namespace)
 
 
 def eval_suites(namespace: str) -> list[dict[str, Any]]:
     """The namespace's EvalSuites, as last seen by the watch."""
-    return _objects("EvalSuite", namespace)
+    return EVAL_SUITES.in_namespace(namespace)

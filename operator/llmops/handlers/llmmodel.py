@@ -1,13 +1,13 @@
-"""LLMModel: gather the observation, call the pure plan; kopf wiring."""
+"""LLMModel: gather the observation, call the pure plan; its wiring."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import kopf
 import pydantic
 
 from ..api.common import API_VERSION
@@ -32,7 +32,7 @@ from ..plan.llmmodel import (
 from ..plan.rollout import held_replicas
 from ..settings import Settings
 from . import indexes
-from .reconciler import Reconciler, listed, on_event, watch
+from .reconciler import Reconciler, on_event, watch
 
 SETTINGS = Settings.from_env()
 log = logging.getLogger(__name__)
@@ -138,28 +138,24 @@ watch(RECONCILER, "llmmodels", SETTINGS.resync_seconds)
 
 
 @on_event("finetunejobs")
-async def fine_tune_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
+async def fine_tune_changed(namespace: str, name: str, **_: Any) -> None:
     """A model built from a FineTuneJob's output waits for it: look again when the job changes."""
-    if not namespace or listed(type):
-        return
     for model in await read.list_(API_VERSION, "LLMModel", namespace, ""):
         if model.get("spec", {}).get("source", {}).get("fineTuneJob", {}).get("name") == name:
             await RECONCILER.reconcile(namespace, model["metadata"]["name"])
 
 
 @on_event("rollouts")
-async def rollout_changed(namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
+async def rollout_changed(namespace: str, body: Mapping[str, Any], **_: Any) -> None:
     """A replicaRatio rollout scales its candidate through status.canaryReplicas."""
     candidate = body.get("spec", {}).get("candidate", {}).get("name")
-    if namespace and candidate and not listed(type):
+    if candidate:
         await RECONCILER.reconcile(namespace, candidate)
 
 
 @on_event("evalsuites")
-async def eval_suite_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
+async def eval_suite_changed(namespace: str, name: str, **_: Any) -> None:
     """A quality gate decides from its EvalSuite's runs: look again when the suite changes."""
-    if not namespace or listed(type):
-        return
     for model in await read.list_(API_VERSION, "LLMModel", namespace, ""):
         gate = ((model.get("spec") or {}).get("build") or {}).get("qualityGate") or {}
         if gate.get("evalSuite") == name:

@@ -1,12 +1,12 @@
-"""Whether kopf has paused this replica, for the work kopf does not drive itself: our resync timers.
+"""Whether kopf has paused this replica: our streams and timers do not stop when kopf pauses.
 
 With `--peering`, kopf pauses a replica while a live peer has a higher priority (or the
-peering object is missing) by stopping its watch streams, so no handler of ours is called.
-The Reconciler's resync and retry timers are ours, not kopf's, and would go on reconciling —
-and writing — beside the leader. kopf does not expose its pause state; it keeps it in one
+peering object is missing). kopf watches none of our kinds (kube/resources.py streams them),
+and the Reconciler's resync and retry timers are ours too: they would go on reconciling — and
+writing — beside the leader. kopf does not expose its pause state; it keeps it in one
 operator-wide toggle set that it hands to its orchestrator. We wrap that (private) entry point
 to keep a reference to the set, and the step where kopf starts its watches (after it has set up
-the pause) to start our own streams of LLMModels there, never before a replica knows whether it
+the pause) to start our own streams of our kinds there, never before a replica knows whether it
 leads. tests/unit/test_peering_pause.py fails if a kopf upgrade moves either.
 """
 

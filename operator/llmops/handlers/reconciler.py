@@ -1,8 +1,10 @@
 """The reconcile loop shared by every kind: read -> observe -> plan -> apply -> status -> events.
 
-kopf delivers events; this module turns them into level-triggered reconciles, one at a time
-per resource, retried with back-off on error and re-run when a plan asks to look again.
-Nothing is stored on the user's object except status: no annotations, no finalizers.
+The streams of our kinds and of their children (kube/resources.py, kube/children.py) deliver
+events; this module turns them into level-triggered reconciles, one at a time per resource,
+retried with back-off on error and re-run when a plan asks to look again. Nothing is stored on
+the user's object except status: no annotations, no finalizers (and an earlier version's is
+removed).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-import kopf
 import pydantic
 
-from ..api.common import API_VERSION, GROUP, VERSION, Condition, Resource
+from ..api.common import API_VERSION, Condition, Resource
 from ..kube import events, read, status
 from ..kube.apply import ChildRejected, apply_all, patch_all
 from ..kube.children import Copy, Kept, Listed
@@ -38,8 +39,8 @@ MAX_BACKOFF = 300.0
 CHILD_EVENTS_WINDOW = 1.0
 """Children change in bursts (a build pod is scheduled, runs and ends; its Job notes each step):
 the parent is reconciled once, this many seconds after the first event of a burst, not once per
-event. kopf's handlers only start the reconcile: they return at once, and kopf lets go of the
-event's body instead of holding it while the reconcile waits its turn."""
+event. An event only starts the reconcile: nothing holds the event's body while the reconcile
+waits its turn."""
 RESYNCS_AT_ONCE = 4
 """Reconciles that only a resync timer started, in flight at once. A resync finds nothing new
 almost always, so it waits for a slot, and a change a user made (a create, an edit, a child's
@@ -89,9 +90,9 @@ class Reconciler(Generic[R]):
             if not ours:
                 return
             if peering.paused():
-                # Another replica leads. kopf stops calling our handlers, but this may be one of
-                # our own timers or streams: hold it, without reading or writing, until kopf
-                # resumes us (its re-list, or `resumed`, looks at it again then).
+                # Another replica leads (kopf's peering). Our streams and timers go on: hold the
+                # reconcile, without reading or writing, until kopf resumes this replica
+                # (`resumed` looks at it again then).
                 self.schedule_resync(namespace, name)
                 return
             started = time.monotonic()
@@ -181,6 +182,9 @@ class Reconciler(Generic[R]):
 
     async def _observe_plan_apply(self, namespace: str, name: str) -> Plan | None:
         body = await self._read(namespace, name)
+        plural = self.model.crd.plural
+        if body is not None and await status.drop_legacy_finalizer(plural, namespace, name, body["metadata"]):
+            WRITES.labels(self.kind, "any").inc()
         if body is None or body["metadata"].get("deletionTimestamp"):
             self._rejected.pop((namespace, name), None)
             return None  # children go with it through their owner references
@@ -242,13 +246,13 @@ class Reconciler(Generic[R]):
         self._failures.pop(key, None)
         status.forget(self.model.crd.plural, *key)
 
-    def resource_changed(self, type_: str | None, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        """An event of the resource itself (kopf's listing has no type)."""
+    def resource_changed(self, type_: str, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """An event of the resource itself."""
         if type_ == "DELETED":
             self._seen.pop((namespace, name), None)
             return
         version = (body.get("metadata") or {}).get("resourceVersion")
-        if type_ is not None and status.is_own_write(self.model.crd.plural, namespace, name, version):
+        if status.is_own_write(self.model.crd.plural, namespace, name, version):
             # Our own status write, and nothing else since: the reconcile that wrote it already
             # decided from everything this event shows. Each write would otherwise cost one more
             # reconcile (every read of it) that changes nothing.
@@ -312,9 +316,9 @@ class Reconciler(Generic[R]):
         priority = self._priority.pop(key, Priority.FOLLOW_UP)
         run = self._resync if priority is Priority.RESYNC else self.reconcile
         # A context of its own, holding only the priority of the reconcile's requests: a timer
-        # keeps the context it is set in, and one set in a kopf handler (or in a reconcile such a
-        # timer started, and so on) would keep kopf's cause of that event, with the event's whole
-        # body, for as long as the resource exists.
+        # keeps the context it is set in, and one set in a listener's task (or in a reconcile
+        # such a timer started, and so on) would keep whatever that context held for as long as
+        # the resource exists.
         context = contextvars.Context()
         context.run(PRIORITY.set, priority)
         # Keep a reference: the event loop holds tasks only weakly.
@@ -340,29 +344,14 @@ def unobserved(body: Mapping[str, Any]) -> bool:
     return generation != (body.get("status") or {}).get("observedGeneration")
 
 
-def listed(type_: str | None) -> bool:
-    """An event of kopf's listing of a kind (when a watch starts, resumes or re-lists).
-
-    Every watched kind is listed then, and each object is reconciled for its own listing; a
-    handler that fans out from one kind to another skips these, or a re-list would reconcile
-    every resource once per child and per related object.
-    """
-    return type_ is None
-
-
 EventListener = Callable[..., Awaitable[None]]
 _EVENT_LISTENERS: dict[str, list[EventListener]] = {}
-STREAMED = frozenset({"llmmodels"})
-"""Kinds whose events come from our own stream (kube/resources.py), not from kopf. kopf handles
-every event in a per-object worker (its queue, its cause, its handler's arguments and state):
-for LLMModels, whose events are twice as many as their changes (each status write of ours comes
-back as one), that was a sixth of the operator's CPU on a first pass, more than the plans took."""
 _TELLING: set[asyncio.Task[None]] = set()
 
 
 async def tell_listeners(plural: str, **kwargs: Any) -> None:
     """Call the kind's listeners in turn (in the order they were registered), each failure logged
-    and the next listener called, as kopf does with its handlers."""
+    and the next listener called."""
     for listener in _EVENT_LISTENERS.get(plural, []):
         try:
             await listener(**kwargs)
@@ -371,59 +360,55 @@ async def tell_listeners(plural: str, **kwargs: Any) -> None:
 
 
 def on_event(plural: str) -> Callable[[EventListener], EventListener]:
-    """Listen to the events of one of our kinds, with kopf's arguments of an event handler.
-
-    One kopf handler per kind (none for a STREAMED kind) calls the kind's listeners. kopf's cost
-    is per handler and per event (its arguments, its state, a log line): with a handler for each
-    of the three listeners of every LLMModel event, that was a tenth of the operator's CPU on a
-    first pass over 1,000 models.
-    """
-
-    async def tell(**kwargs: Any) -> None:
-        await tell_listeners(plural, **kwargs)
+    """Listen to the events of one of our kinds (not its listings), called with the keyword
+    arguments type, namespace, name and body."""
 
     def register(listener: EventListener) -> EventListener:
-        if plural not in _EVENT_LISTENERS:
-            _EVENT_LISTENERS[plural] = []
-            if plural not in STREAMED:
-                kopf.on.event(GROUP, VERSION, plural, id=f"{plural}-event")(tell)
-        _EVENT_LISTENERS[plural].append(listener)
+        _EVENT_LISTENERS.setdefault(plural, []).append(listener)
         return listener
 
     return register
 
 
-def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float) -> None:
-    """Have the resource's events and its children's reconcile it; set the resync period.
+class Indexed(Protocol):
+    """What keeps a kind's objects from its stream besides the reconciler (handlers/indexes.py)."""
 
-    Children are found through the label llmops.dev/<kind>=<name> that every child carries.
-    kopf (or our stream) lists every resource when it starts watching, so each one gets a first
-    reconcile and, from then on, its own resync timer.
+    def relisted(self, scope: str | None, listed: Listed) -> None: ...
+
+    def changed(self, type_: str, body: Mapping[str, Any]) -> None: ...
+
+
+def watch(reconciler: Reconciler[Any], plural: str, resync_seconds: float, index: Indexed | None = None) -> None:
+    """Have the resource's stream and its children's reconcile it; set the resync period.
+
+    Children are found through the label llmops.dev/<kind>=<name> that every child carries. The
+    stream lists every resource when it starts, so each one gets a first reconcile and, from then
+    on, its own resync timer. An index is told of each list and event before the reconciler.
     """
     reconciler.resync_seconds = resync_seconds
     owner_label = f"llmops.dev/{reconciler.kind.lower()}"
 
-    async def resource_changed(
-        type: str | None, namespace: str | None, name: str, body: Mapping[str, Any], **_: Any
-    ) -> None:
-        if namespace:
-            reconciler.resource_changed(type, namespace, name, body)
+    def relisted(scope: str | None, listed: Listed) -> None:
+        if index is not None:
+            index.relisted(scope, listed)
+        reconciler.relisted(listed)
+
+    def changed(type_: str, body: Mapping[str, Any]) -> None:
+        if index is not None:
+            index.changed(type_, body)
+        streamed_event(reconciler, plural, type_, body)
 
     def child_changed(kind: str, namespace: str, labels: Mapping[str, str]) -> None:
         if owner_label in labels:
             reconciler.child_changed(namespace, labels[owner_label])
 
-    if plural in STREAMED:
-        changed = functools.partial(streamed_event, reconciler, plural)
-        RESOURCES.handle(Kept(API_VERSION, reconciler.kind), reconciler.relisted, changed)
-        peering.when_resumed(reconciler.resumed)
-    else:
-        on_event(plural)(resource_changed)
+    RESOURCES.handle(Kept(API_VERSION, reconciler.kind), relisted, changed)
+    peering.when_resumed(reconciler.resumed)
     streams.listen(child_changed)
 
 
 def streamed_event(reconciler: Reconciler[Any], plural: str, type_: str, body: Mapping[str, Any]) -> None:
-    """An event of a STREAMED kind, on the event loop in the order the stream saw them.
+    """An event of one of our kinds, on the event loop in the order the stream saw them.
 
     The reconciler is told at once, so that it keeps the latest body; the kind's listeners (other
     kinds' handlers, which may wait for reconciles of their own) in a task of the event's own.

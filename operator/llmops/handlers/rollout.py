@@ -14,7 +14,7 @@ from ..plan.common import Plan
 from ..plan.rollout import RolloutObservation, gate_suite, measurement_due, plan_rollout
 from ..settings import Settings
 from . import indexes, streams
-from .reconciler import Reconciler, listed, on_event, watch
+from .reconciler import Reconciler, on_event, watch
 
 SETTINGS = Settings.from_env()
 HTTP_ROUTE = "gateway.networking.k8s.io/v1"
@@ -61,7 +61,7 @@ async def plan(rollout: Rollout, now: datetime) -> Plan:
 
 
 RECONCILER = Reconciler(Rollout, plan)
-watch(RECONCILER, "rollouts", SETTINGS.resync_seconds)
+watch(RECONCILER, "rollouts", SETTINGS.resync_seconds, index=indexes.ROLLOUTS)
 
 
 def rollouts_using(namespace: str, model: str | None = None, suite: str | None = None) -> list[str]:
@@ -84,17 +84,15 @@ async def reconcile_rollouts_of(namespace: str, model: str | None = None, suite:
 
 
 @on_event("llmmodels")
-async def model_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
+async def model_changed(namespace: str, name: str, **_: Any) -> None:
     """A new candidate digest restarts a rollout; a stable one being rebuilt holds it."""
-    if namespace and not listed(type):
-        await reconcile_rollouts_of(namespace, model=name)
+    await reconcile_rollouts_of(namespace, model=name)
 
 
 @on_event("evalsuites")
-async def suite_changed(namespace: str | None, name: str, type: str | None, **_: Any) -> None:
+async def suite_changed(namespace: str, name: str, **_: Any) -> None:
     """An eval gate passes or fails when its run finishes."""
-    if namespace and not listed(type):
-        await reconcile_rollouts_of(namespace, suite=name)
+    await reconcile_rollouts_of(namespace, suite=name)
 
 
 def serving_pod_changed(kind: str, namespace: str, labels: Mapping[str, str]) -> None:

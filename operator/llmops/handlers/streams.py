@@ -1,10 +1,10 @@
 """The kube layer's own list+watch streams, started with the operator in its namespaces.
 
-The children's (kube/children.py) replace kopf's watches of Jobs, Deployments and pods: kopf
-watches a kind whole (every pod of every watched namespace, whoever owns it), these only what the
-operator manages, and they keep the copies that the reconciles read. The LLMModels' (kube/
-resources.py) replace kopf's watch of them, so that an event costs no framework work; they start
-when kopf starts its own watches, once its peering can say whether this replica leads.
+The children's (kube/children.py) watch only what the operator manages (not every pod of every
+watched namespace, whoever owns it) and keep the copies that the reconciles read. Our own kinds'
+(kube/resources.py) bring every event of the four kinds: kopf watches none of them. They start
+when kopf starts its watches (of its peering objects), once its peering can say whether this
+replica leads.
 """
 
 from __future__ import annotations
@@ -54,8 +54,11 @@ def listen(listener: Listener) -> None:
 
 
 async def listed() -> None:
-    """Return once the copies can answer reads of children (or after FIRST_LISTS_WAIT)."""
+    """Return once the copies can answer reads of children and our kinds have been listed (the
+    indexes know every Rollout and EvalSuite), or after FIRST_LISTS_WAIT."""
+    started = asyncio.get_running_loop().time()
     await CHILDREN.listed(FIRST_LISTS_WAIT)
+    await RESOURCES.listed(max(0.0, FIRST_LISTS_WAIT - (asyncio.get_running_loop().time() - started)))
 
 
 @kopf.on.startup(id="start-streams")

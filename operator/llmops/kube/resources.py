@@ -1,22 +1,27 @@
 """Our own kinds' objects as one list+watch per scope tells of them (kube/children.py's `Stream`).
 
-For the kind with the most events (LLMModels: on a first pass, half of them the echoes of our own
-status writes) the framework's handling of each event cost more than our reconcile of it. Here
-an event costs the stream's parse of it and the handler's look at it. Nothing is kept: a list
-hands over its copies, each event its body.
+Every kind of ours comes this way, not through kopf's watches. For the kind with the most events
+(LLMModels: on a first pass, half of them the echoes of our own status writes) the framework's
+handling of each event cost more than our reconcile of it; here an event costs the stream's parse
+of it and the handler's look at it. And kopf, watching a namespace glob, watches each matching
+namespace on its own, and makes every handler wait until its indexed kinds are listed in each:
+a namespace deleted before kopf had listed it there held every handler of every namespace for good.
+Nothing is kept here: a list hands over its copies, each event its body.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from .children import Kept, Listed, Stream, deliver_to, start_streams, stop_streams
 
-OnListed = Callable[[Listed], None]
-"""Every object of the kind in a scope, by namespace and name: a (re-)list."""
+OnListed = Callable[[str | None, Listed], None]
+"""Every object of the kind in a scope (a namespace, or None: the cluster), by namespace and name:
+a (re-)list."""
 OnChanged = Callable[[str, Mapping[str, Any]], None]
 """An event's type (ADDED, MODIFIED, DELETED) and object."""
 
@@ -39,6 +44,10 @@ class Resources:
         self.streams: list[Stream] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self.accepts: Callable[[str], bool] = lambda namespace: True
+        self.scopes: list[str | None] = []
+        self.synced: set[tuple[str, str | None]] = set()
+        """The kinds and scopes listed at least once since the start."""
+        self.first_lists: asyncio.Event | None = None
 
     def handle(self, kept: Kept, listed: OnListed, changed: OnChanged) -> None:
         self.handlers[kept.kind] = Handlers(kept, listed, changed)
@@ -47,18 +56,35 @@ class Resources:
         """Stream every handled kind in each scope (once: a second call while they run does nothing)."""
         if self.streams:
             return
-        self.loop, self.accepts = loop, accepts
+        self.loop, self.accepts, self.scopes = loop, accepts, scopes
+        self.synced.clear()
+        self.first_lists = asyncio.Event()
         self.streams = start_streams(self, [handlers.kept for handlers in self.handlers.values()], scopes)
 
     def stop(self) -> None:
         stop_streams(self.streams)
-        self.loop = None
+        self.loop = self.first_lists = None
+
+    async def listed(self, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until every kind has been listed once in every scope."""
+        if self.first_lists is None or self.first_lists.is_set():
+            return
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.first_lists.wait()
+
+    def knows(self, kind: str, namespace: str) -> bool:
+        """Whether the kind has been listed in the namespace (or the cluster) since the start."""
+        return (kind, None) in self.synced or (kind, namespace) in self.synced
 
     def deliver(self, work: Callable[[], None]) -> None:
         deliver_to(self.loop, work)
 
     def relisted(self, kind: str, scope: str | None, listed: Listed) -> None:
-        self.handlers[kind].listed(listed)
+        self.synced.add((kind, scope))
+        self.handlers[kind].listed(scope, listed)
+        if self.first_lists is not None and len(self.synced) == len(self.handlers) * len(self.scopes):
+            self.first_lists.set()
 
     def changed(self, kind: str, type_: str, body: Mapping[str, Any]) -> None:
         if self.accepts((body.get("metadata") or {}).get("namespace") or ""):

@@ -1,4 +1,6 @@
-"""Status writes through the status subresource: the operator never writes a user's spec."""
+"""Status writes through the status subresource: the operator never writes a user's spec.
+
+The one other write to our own kinds removes the finalizer an earlier version left behind."""
 
 from __future__ import annotations
 
@@ -51,3 +53,27 @@ def written_since(plural: str, namespace: str, name: str, resource_version: str)
 
 def forget(plural: str, namespace: str, name: str) -> None:
     _written.pop((plural, namespace, name), None)
+
+
+LEGACY_FINALIZER = "llmops.dev/unused"
+"""The finalizer earlier versions of the operator added (when they used kopf timers). Nothing needs
+it: left alone, it would keep a deleted resource, and its namespace, for good."""
+
+
+def _drop(plural: str, namespace: str, name: str, finalizers: list[str]) -> None:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}"
+    # `test` first: a finalizer another controller added or removed meanwhile is not undone.
+    patch = [
+        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+        {"op": "replace", "path": "/metadata/finalizers", "value": [f for f in finalizers if f != LEGACY_FINALIZER]},
+    ]
+    request("patch", path, body=patch, content_type="application/json-patch+json")
+
+
+async def drop_legacy_finalizer(plural: str, namespace: str, name: str, metadata: dict[str, Any]) -> bool:
+    """Remove LEGACY_FINALIZER from the object, if it has it; returns whether a write happened."""
+    finalizers = list(metadata.get("finalizers") or [])
+    if LEGACY_FINALIZER not in finalizers:
+        return False
+    await call(_drop, plural, namespace, name, finalizers)
+    return True
