@@ -145,9 +145,8 @@ def test_reconciles_wait_until_every_kind_is_listed_in_every_scope() -> None:
         resources = Resources()
         for kind in ("LLMModel", "Rollout"):
             resources.handle(Kept("llmops.dev/v1alpha1", kind), lambda scope, listed: None, lambda t, b: None)
-        # as `start` leaves them, without the streams: their lists are delivered by hand below
-        resources.scopes, resources.first_lists = ["a", "b"], asyncio.Event()
-        seen = []
+        resources.expect(asyncio.get_running_loop(), ["a", "b"], lambda namespace: True)
+        seen = []  # no streams started: their lists are delivered by hand
         for kind, scope in (("LLMModel", "a"), ("Rollout", "a"), ("LLMModel", "b"), ("Rollout", "b")):
             seen.append(resources.first_lists.is_set())
             resources.relisted(kind, scope, {})

@@ -351,7 +351,9 @@ _TELLING: set[asyncio.Task[None]] = set()
 
 async def tell_listeners(plural: str, **kwargs: Any) -> None:
     """Call the kind's listeners in turn (in the order they were registered), each failure logged
-    and the next listener called."""
+    and the next listener called. After a start, not before the first lists: listeners look up
+    the indexes (what one misses meanwhile, the first reconcile of each listed object sees)."""
+    await streams.listed()
     for listener in _EVENT_LISTENERS.get(plural, []):
         try:
             await listener(**kwargs)

@@ -67,7 +67,8 @@ async def start(**_: Any) -> None:
     # Asked on every event: a namespace's answer is kept (the patterns do not change while we run).
     accepted = functools.cache(functools.partial(accepts, patterns))
     CHILDREN.start(loop, selector(MANAGED_BY), scopes(patterns), accepted)
-    peering.when_watching(lambda: RESOURCES.start(loop, scopes(patterns), accepted))
+    RESOURCES.expect(loop, scopes(patterns), accepted)
+    peering.when_watching(RESOURCES.start)
 
 
 @kopf.on.cleanup(id="stop-streams")

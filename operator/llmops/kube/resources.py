@@ -52,14 +52,20 @@ class Resources:
     def handle(self, kept: Kept, listed: OnListed, changed: OnChanged) -> None:
         self.handlers[kept.kind] = Handlers(kept, listed, changed)
 
-    def start(self, loop: asyncio.AbstractEventLoop, scopes: list[str | None], accepts: Callable[[str], bool]) -> None:
-        """Stream every handled kind in each scope (once: a second call while they run does nothing)."""
-        if self.streams:
-            return
+    def expect(self, loop: asyncio.AbstractEventLoop, scopes: list[str | None], accepts: Callable[[str], bool]) -> None:
+        """Set up the streams `start` will start: from now on, `listed` waits for their first lists.
+
+        Called when the operator starts, before kopf's peering lets the streams start: a child's
+        event may start a reconcile meanwhile, and it must not read the indexes before them."""
         self.loop, self.accepts, self.scopes = loop, accepts, scopes
         self.synced.clear()
         self.first_lists = asyncio.Event()
-        self.streams = start_streams(self, [handlers.kept for handlers in self.handlers.values()], scopes)
+
+    def start(self) -> None:
+        """Stream every handled kind in each expected scope (once: a second call while they run does nothing)."""
+        if self.streams:
+            return
+        self.streams = start_streams(self, [handlers.kept for handlers in self.handlers.values()], self.scopes)
 
     def stop(self) -> None:
         stop_streams(self.streams)
