@@ -71,6 +71,7 @@ INVALID_SPECS = [
                 "spec.serving.instanceGroup.kind": "CPU"}, "spec.serving.resources.gpuType"),
     InvalidSpec("llm-bad-memory", "llmmodel", {"spec.serving.resources.memory": "lots"},
                 "spec.serving.resources.memory"),
+    InvalidSpec("ftj-decimal-exponent-cpu", "finetunejob", {"spec.resources.cpu": "1e2.5"}, "spec.resources.cpu"),
     InvalidSpec("ftj-lora-with-full", "finetunejob", {"spec.method": "Full"}, "spec.lora"),
     InvalidSpec("ftj-two-base-models", "finetunejob", {"spec.baseModel.uri": "hf://org/model"}, "spec.baseModel"),
     InvalidSpec("ftj-too-many-gpus", "finetunejob", {"spec.resources.gpus": 17}, "spec.resources.gpus"),

@@ -23,11 +23,9 @@ DNS_NAME = f"^{_SUBDOMAIN}$"
 DNS_1035_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 """What a Service may be named: starts with a letter, no dots."""
 # A non-negative resource quantity as the apiserver parses it ("500m", "16Gi", "1e3"); a looser
-# pattern let "..." through, which the apiserver then fails to decode in the workload's Pod.
-QUANTITY = (
-    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
+# pattern let "..." through, and a decimal exponent ("1e2.5", which the documented grammar allows
+# but the parser refuses), which the apiserver then fails to decode in the workload's Pod.
+QUANTITY = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
 DURATION = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 # A pvc:// URI names a claim, which must be a valid PVC name: it is mounted into the workloads.
 URI = f"^((hf|s3|gs|file|https?)://.+|pvc://{_SUBDOMAIN}(/.*)?)$"
