@@ -33,11 +33,6 @@ def main(argv: list[str] | None = None) -> None:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    if not args.verbose:
-        # kopf says at INFO that our event handler succeeded, for every event of every resource:
-        # most of the log, and nothing in it (the handler only schedules the reconcile, which logs
-        # what it writes). Its warnings and errors stay.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers  # registers the handlers
 
     handlers.streams.watch_namespaces(args.namespace)
