@@ -381,6 +381,15 @@ def stop_streams(streams: list[Stream]) -> None:
     streams.clear()
 
 
+async def wait_until_set(event: asyncio.Event | None, timeout: float) -> None:
+    """Wait, at most `timeout` seconds, for the event; at once when it is set or there is none."""
+    if event is None or event.is_set():
+        return
+    with suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 class Stream(threading.Thread):
     """List, then watch from there, for ever: one kind, one scope (a namespace, or None: the cluster)."""
 
@@ -522,11 +531,7 @@ class Children:
         each reconciled at once, would read every child one GET at a time while the lists that
         bring them all in a few pages are on their way.
         """
-        if self.first_lists is None or self.first_lists.is_set():
-            return
-        with suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self.first_lists.wait()
+        await wait_until_set(self.first_lists, timeout)
 
     def store(self, api_version: str, kind: str) -> Store | None:
         return self.stores.get((api_version, kind))

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from .children import Kept, Listed, Stream, deliver_to, start_streams, stop_streams
+from .children import Kept, Listed, Stream, deliver_to, start_streams, stop_streams, wait_until_set
 
 OnListed = Callable[[str | None, Listed], None]
 """Every object of the kind in a scope (a namespace, or None: the cluster), by namespace and name:
@@ -73,11 +72,7 @@ class Resources:
 
     async def listed(self, timeout: float) -> None:
         """Wait, at most `timeout` seconds, until every kind has been listed once in every scope."""
-        if self.first_lists is None or self.first_lists.is_set():
-            return
-        with suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self.first_lists.wait()
+        await wait_until_set(self.first_lists, timeout)
 
     def knows(self, kind: str, namespace: str) -> bool:
         """Whether the kind has been listed in the namespace (or the cluster) since the start."""
