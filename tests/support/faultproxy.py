@@ -445,14 +445,18 @@ def peak_per_second(requests: list[Request], start: float, end: float, window: f
 
 
 def early_retries(requests: list[Request], tolerance: float = 0.25) -> list[tuple[Request, Request]]:
-    """Pairs (a 429 with Retry-After, the same client's same call again) sooner than it asked."""
+    """Pairs (a 429 with Retry-After, the same client's same call again) sooner than it asked.
+
+    The call again is the first one sent after the 429 was answered: one already on its way
+    then (another caller's, at the same moment) had not been told to wait."""
     ordered = sorted(requests, key=lambda r: r.started)
     early = []
     for i, throttled in enumerate(ordered):
         if throttled.retry_after is None:
             continue
-        not_before = (throttled.ended or throttled.started) + throttled.retry_after - tolerance
-        again = next((r for r in ordered[i + 1 :] if r.key == throttled.key), None)
+        answered = throttled.ended or throttled.started
+        not_before = answered + throttled.retry_after - tolerance
+        again = next((r for r in ordered[i + 1 :] if r.key == throttled.key and r.started >= answered), None)
         if again is not None and again.started < not_before:
             early.append((throttled, again))
     return early

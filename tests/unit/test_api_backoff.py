@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPResponse
 
 from llmops.api.llmmodel import LLMModel
 from llmops.handlers.reconciler import Reconciler
@@ -71,6 +72,44 @@ def test_after_a_retry_after_no_request_starts_before_it_has_passed(monkeypatch:
 
     assert asyncio.run(scenario()) == "ok"
     assert calls[1] - calls[0] >= 0.29
+
+
+def test_a_request_queued_while_a_429_came_waits_for_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    backoff = kube_client.ServerBackoff()
+    monkeypatch.setattr(kube_client, "SERVER_BACKOFF", backoff)
+    one_at_a_time = kube_client.PriorityGate(1)
+    monkeypatch.setattr(kube_client, "_gate", lambda: one_at_a_time)
+    throttled_at: list[float] = []
+    sent_at: list[float] = []
+
+    def refused() -> None:
+        time.sleep(0.1)  # the other request queues behind this one meanwhile
+        throttled_at.append(time.monotonic())
+        raise throttled(429, "0.3")
+
+    def answered() -> str:
+        sent_at.append(time.monotonic())
+        return "ok"
+
+    async def scenario() -> list[Any]:
+        return await asyncio.gather(kube_client.call(refused), kube_client.call(answered), return_exceptions=True)
+
+    first, second = asyncio.run(scenario())
+    assert isinstance(first, ApiException) and second == "ok"
+    assert sent_at[0] - throttled_at[0] >= 0.29
+
+
+def test_a_read_urllib3_retries_after_a_429_holds_every_other_request_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    backoff = kube_client.ServerBackoff()
+    monkeypatch.setattr(kube_client, "SERVER_BACKOFF", backoff)
+    slept: list[float] = []
+    monkeypatch.setattr(kube_client.time, "sleep", slept.append)
+    response = HTTPResponse(status=429, headers={"Retry-After": "3600"})
+
+    assert kube_client.RETRIES.sleep_for_retry(response)
+    assert slept == [kube_client.MAX_RETRY_AFTER]  # capped, as the reconciler's own waits are
+    assert backoff.left() > kube_client.MAX_RETRY_AFTER - 1
+    assert not kube_client.RETRIES.sleep_for_retry(HTTPResponse(status=429))
 
 
 def test_a_burst_of_events_for_one_resource_costs_two_reconciles_not_one_each(

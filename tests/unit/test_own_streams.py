@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from llmops.api.llmmodel import LLMModel
 from llmops.handlers import reconciler as module
 from llmops.handlers.reconciler import Reconciler, streamed_event
 from llmops.kube import children, status
+from llmops.kube import client as kube_client
 from llmops.kube.children import Copy, Kept, Stream
 from llmops.kube.client import Priority
 from llmops.kube.resources import Resources
@@ -204,3 +206,26 @@ def test_a_watch_cut_short_resumes_after_the_last_event_it_delivered(monkeypatch
     stream.run()
     assert asked == ["4", "6", "9"]
     assert delivered == ["ADDED", "DELETED"]
+
+
+def test_a_stream_asks_nothing_until_a_retry_after_another_request_was_told_has_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backoff = kube_client.ServerBackoff()
+    backoff.hold(0.3)
+    monkeypatch.setattr(children, "SERVER_BACKOFF", backoff)
+    asked_at: list[float] = []
+    resources = Resources()
+    resources.handle(Kept("llmops.dev/v1alpha1", "LLMModel"), lambda listed: None, lambda t, b: None)
+    stream = Stream(resources, resources.handlers["LLMModel"].kept, None)
+
+    def listed() -> str:
+        asked_at.append(time.monotonic())
+        stream.stopping.set()
+        return "1"
+
+    monkeypatch.setattr(stream, "_list", listed)
+    monkeypatch.setattr(stream, "_watch", lambda: None)
+    began = time.monotonic()
+    stream.run()
+    assert asked_at and asked_at[0] - began >= 0.29

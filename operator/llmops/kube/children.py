@@ -414,6 +414,8 @@ class Stream(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            if self.stopping.wait(SERVER_BACKOFF.left()):  # a list or a watch is a request too
+                return
             try:
                 if self.version is None:
                     self.version = self._list()

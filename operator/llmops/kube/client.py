@@ -23,6 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
+from urllib3 import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 T = TypeVar("T")
@@ -32,10 +33,27 @@ REQUEST_TIMEOUT = (10.0, 60.0)
 """(connect, read) seconds for every request. The client has no timeout of its own, so an
 answer that never comes (a half-open connection, a stuck proxy) would hold a worker thread and
 the resource's reconcile forever; 60 s is the apiserver's own limit for a non-watch request."""
-RETRIES = Retry(total=3, read=1, backoff_factor=0.5, respect_retry_after_header=True, raise_on_status=False)
+MAX_RETRY_AFTER = 60.0
+
+
+class _Retry(Retry):
+    """urllib3 retries a throttled read itself, after the Retry-After it was told. Every other
+    request of ours must wait as long (see ServerBackoff), so the pause is noted for the whole
+    process before this thread sleeps it, and it is capped as ours are."""
+
+    def sleep_for_retry(self, response: BaseHTTPResponse) -> bool:
+        seconds = self.get_retry_after(response)
+        if not seconds:
+            return False
+        seconds = min(MAX_RETRY_AFTER, seconds)
+        SERVER_BACKOFF.hold(seconds)
+        time.sleep(seconds)
+        return True
+
+
+RETRIES = _Retry(total=3, read=1, backoff_factor=0.5, respect_retry_after_header=True, raise_on_status=False)
 """Idempotent requests are retried on connection errors with a growing pause (not at once), and
 on 429/503 after the Retry-After the apiserver asks for; writes are retried by the reconciler."""
-MAX_RETRY_AFTER = 60.0
 API_WORKERS = 16
 """Requests in flight at once, each in a thread of its own. A reconcile mostly waits for the
 apiserver, not for the CPU: with asyncio's default pool (cores + 4 threads: 6 on 2 cores) a
@@ -114,6 +132,11 @@ class ServerBackoff:
 
     def __init__(self) -> None:
         self.until = 0.0
+        self._lock = threading.Lock()  # told from the worker and stream threads too
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self.until = max(self.until, time.monotonic() + seconds)
 
     def retry_after(self, error: Exception) -> float | None:
         """Note the error's Retry-After, if it has one; returns the seconds to wait."""
@@ -124,12 +147,14 @@ class ServerBackoff:
             seconds = min(MAX_RETRY_AFTER, float(str(value)))
         except (TypeError, ValueError):
             return None
-        self.until = max(self.until, time.monotonic() + seconds)
+        self.hold(seconds)
         return seconds
 
+    def left(self) -> float:
+        return max(0.0, self.until - time.monotonic())
+
     async def wait(self) -> None:
-        left = self.until - time.monotonic()
-        if left > 0:
+        while (left := self.left()) > 0:  # told again while asleep: wait on
             await asyncio.sleep(left)
 
 
@@ -212,11 +237,12 @@ def _gate() -> PriorityGate:
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    await SERVER_BACKOFF.wait()
     try:
         context = contextvars.copy_context()  # as asyncio.to_thread does
         work = functools.partial(context.run, fn, *args, **kwargs)
         async with _gate().slot(PRIORITY.get()):
+            # Once through the gate, not before it: a 429 may have come while this one queued.
+            await SERVER_BACKOFF.wait()
             return await asyncio.get_running_loop().run_in_executor(_workers(), work)
     except Exception as error:
         seconds = SERVER_BACKOFF.retry_after(error)
