@@ -31,6 +31,14 @@ def test_only_bad_request_and_invalid_are_rejections(status: int, refused: bool)
     assert (rejection(invalid(status, "nope")) is not None) is refused
 
 
+def test_an_apply_the_apiserver_cannot_decode_is_a_rejection_though_answered_500() -> None:
+    message = (
+        "failed to convert new object (ns/m; batch/v1, Kind=Job) to proper version: unable to convert unstructured"
+        " object to batch/v1, Kind=Job: quantities must match the regular expression '^([+-]?[0-9.]+)...'"
+    )
+    assert rejection(invalid(500, message)) == message
+
+
 def test_rejection_carries_the_apiservers_message() -> None:
     assert rejection(invalid(422, 'Deployment.apps "m" is invalid: spec.template...')) == (
         'Deployment.apps "m" is invalid: spec.template...'

@@ -17,6 +17,9 @@ from .read import get
 
 REJECTED = (400, 422)
 """BadRequest and Invalid: the object as written can never be stored, however often it is sent."""
+UNDECODABLE = "unable to convert unstructured object"
+"""A server-side apply of an object whose fields the apiserver cannot decode (a quantity its
+parser refuses) is answered 500 with this, where a create of it gets 400: a refusal all the same."""
 
 
 class ChildRejected(Exception):
@@ -28,14 +31,18 @@ class ChildRejected(Exception):
 
 
 def rejection(error: Exception) -> str | None:
-    """The apiserver's message when it refused an object as invalid (400 or 422), else None."""
-    if getattr(error, "status", None) not in REJECTED:
+    """The apiserver's message when it refused an object as invalid (400, 422, or an undecodable
+    apply's 500), else None."""
+    status = getattr(error, "status", None)
+    if status not in (*REJECTED, 500):
         return None
     body = getattr(error, "body", None)
     try:
         message = json.loads(body or "{}").get("message")
     except (ValueError, AttributeError):
         message = None
+    if status == 500 and UNDECODABLE not in str(message):
+        return None  # the apiserver's own trouble: it may well pass next time
     return str(message or body or error)
 
 
