@@ -9,7 +9,7 @@ import random
 
 import kopf
 
-from . import diagnostics
+from . import allocator, diagnostics
 from .settings import Settings
 
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
 
     handlers.streams.watch_namespaces(args.namespace)
     diagnostics.install()
+    allocator.install()
 
     asyncio.run(
         kopf.operator(
