@@ -45,9 +45,7 @@ class _Retry(Retry):
         seconds = self.get_retry_after(response)
         if not seconds:
             return False
-        seconds = min(MAX_RETRY_AFTER, seconds)
-        SERVER_BACKOFF.hold(seconds)
-        time.sleep(seconds)
+        time.sleep(SERVER_BACKOFF.hold(seconds))
         return True
 
 
@@ -134,9 +132,12 @@ class ServerBackoff:
         self.until = 0.0
         self._lock = threading.Lock()  # told from the worker and stream threads too
 
-    def hold(self, seconds: float) -> None:
+    def hold(self, seconds: float) -> float:
+        """No request before `seconds` (at most MAX_RETRY_AFTER) from now; returns the seconds held."""
+        seconds = min(MAX_RETRY_AFTER, seconds)
         with self._lock:
             self.until = max(self.until, time.monotonic() + seconds)
+        return seconds
 
     def retry_after(self, error: Exception) -> float | None:
         """Note the error's Retry-After, if it has one; returns the seconds to wait."""
@@ -144,11 +145,10 @@ class ServerBackoff:
             return None
         value = (getattr(error, "headers", None) or {}).get("Retry-After")
         try:
-            seconds = min(MAX_RETRY_AFTER, float(str(value)))
+            seconds = float(str(value))
         except (TypeError, ValueError):
             return None
-        self.hold(seconds)
-        return seconds
+        return self.hold(seconds)
 
     def left(self) -> float:
         return max(0.0, self.until - time.monotonic())
