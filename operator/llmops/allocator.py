@@ -2,8 +2,8 @@
 
 glibc's malloc keeps what the process frees for later use, and the kubelet counts it against the
 pod's memory limit as if it were used. The operator's bursts leave it in megabytes: a relist's
-pages, a thousand reconciles at once, each in one of the worker and stream threads, each thread
-with a heap of its own. `malloc_trim(0)` returns the free pages of every heap; it takes well
+pages, a thousand reconciles at once, spread over the worker and stream threads, which glibc
+spreads over several heaps. `malloc_trim(0)` returns the free pages of every heap; it takes well
 under a millisecond with thousands of resources. Where there is no glibc (musl, macOS) it does
 nothing.
 """

@@ -210,6 +210,22 @@ def api_client(cluster: Cluster) -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture
+def operator_client(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The operator's own kube layer (its cached clients) in this process, on this cluster."""
+    from kubernetes.config import kube_config
+
+    from llmops.kube import children, client
+
+    caches = (client.api_client, client.dynamic, children._cached_watch_client)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig)  # read at import, not at load
+    for cache in caches:
+        cache.cache_clear()
+    yield
+    for cache in caches:
+        cache.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def kubectl(cluster: Cluster) -> Callable[..., subprocess.CompletedProcess[str]]:
     return cluster.kubectl

@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.config import kube_config
 
 from llmops.kube import children as kept_children
-from llmops.kube import client as kube_client
 from llmops.kube.children import FAILED_CREATE, KINDS, Children, Store, Stream
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def short_watches(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def short_watches(operator_client: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """The operator's client on this cluster, with watches seconds long instead of minutes."""
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig)  # read at import, not at load
     monkeypatch.setattr(kept_children, "QUIET_WATCH_SECONDS", 2)
     monkeypatch.setattr(kept_children, "SILENCE_SECONDS", 5)
-    kube_client.api_client.cache_clear()
-    kept_children._cached_watch_client.cache_clear()
-    yield
-    kube_client.api_client.cache_clear()
-    kept_children._cached_watch_client.cache_clear()
 
 
 def failed_create(namespace: str) -> client.CoreV1Event:

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
-from kubernetes.config import kube_config
 
-from llmops.kube import client as kube_client
 from llmops.kube.apply import ChildRejected, apply
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def operator_client(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", kubeconfig)  # read at import, not at load
-    kube_client.api_client.cache_clear()
-    kube_client.dynamic.cache_clear()
-    yield
-    kube_client.api_client.cache_clear()
-    kube_client.dynamic.cache_clear()
 
 
 def test_a_child_the_apiserver_cannot_decode_is_refused_not_retried(namespace: str, operator_client: None) -> None:
