@@ -63,7 +63,7 @@ cluster-status: ## show what of the local control plane runs
 	e2e/cluster.sh status
 
 test-cluster: dev cluster-bins ## tests against the local control plane (the fast fault tests included)
-	$(RUN_TESTS) -m "cluster and not chaos and not e2e" tests/cluster
+	$(RUN_TESTS) -m "cluster and not chaos and not e2e" --durations=25 tests/cluster
 
 # tests/cluster/chaos: each has a fast variant, run by test-cluster, and a long one marked `chaos`
 # (≥ 50 kills, 2,000 fuzzed specs per kind, a 5-minute blackholed watch), run here.
