@@ -14,6 +14,7 @@ from .settings import Settings
 
 
 def main(argv: list[str] | None = None) -> None:
+    allocator.cap_arenas()  # before any thread
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(prog="llmops-operator", description="The llmops.dev operator.")
     parser.add_argument("-n", "--namespace", action="append", default=[], help="watch only these (repeatable)")

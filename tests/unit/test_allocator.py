@@ -33,3 +33,24 @@ def test_without_malloc_trim_nothing_runs(monkeypatch: pytest.MonkeyPatch) -> No
     before = threading.active_count()
     allocator.install(seconds=0.01)
     assert threading.active_count() == before
+
+
+def test_caps_malloc_heaps_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, int]] = []
+
+    def mallopt(parameter: int, value: int) -> int:
+        calls.append((parameter, value))
+        return 1
+
+    monkeypatch.setattr(allocator, "_mallopt", lambda: mallopt)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert allocator.cap_arenas()
+    assert calls == [(allocator.M_ARENA_MAX, allocator.ARENAS)]
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert not allocator.cap_arenas()
+    assert len(calls) == 1
+
+
+def test_this_c_library_takes_the_cap() -> None:
+    assert allocator._mallopt() is not None  # glibc, as on the operator's image (Debian)
