@@ -113,6 +113,18 @@ def test_a_replacement_pod_is_recorded_as_a_resume_from_the_checkpoint() -> None
     assert plan.status["progress"]["step"] == 110
 
 
+def test_a_replacement_that_ended_before_its_log_was_read_is_recorded_from_its_result() -> None:
+    first = [pod("w0-a", "2026-11-23T11:00:00Z", phase="Running")]
+    _, job = step(ftj(), FineTuneObservation(base_model=BASE, job={}, pods=first))  # no progress seen yet
+    result = json.dumps({"output": "/mnt/pvc/x", "final_loss": 0.1, "steps": 300, "resumed_from": 100})
+    replacement = [pod("w0-b", "2026-11-23T11:30:00Z", phase="Succeeded", containerStatuses=[
+        {"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": result}}}])]  # fmt: skip
+    tail = log(*({"event": "progress", "step": s, "total": 300} for s in range(110, 310, 10)))  # "resumed" scrolled out
+    plan, _ = step(job, FineTuneObservation(base_model=BASE, job=job_with("Complete"), pods=replacement, log_tail=tail))
+    assert plan.status["resumes"] == 1
+    assert plan.status["lastResumedFromStep"] == 100
+
+
 def test_success_produces_the_output_model_with_lineage() -> None:
     result = json.dumps({"output": "/mnt/pvc/x", "final_loss": 0.12, "eval_loss": 0.2, "steps": 300})
     done = [pod("w0", "2026-11-23T11:00:00Z", containerStatuses=[

@@ -295,8 +295,13 @@ def plan_finetunejob(job: FineTuneJob, observed: FineTuneObservation, settings: 
             status.resumes += 1
             status.last_resumed_from_step = status.progress.step if status.progress else 0
         resumed = next((e for e in reversed(events) if e["event"] == "resumed"), None)
+        own_result = parse_result(termination_message([pod], TRAINER)) if pod else None
         if resumed is not None:
             status.last_resumed_from_step = int(resumed.get("step", 0))
+        elif status.resumes and own_result and own_result.get("resumed_from") is not None:
+            # A short run can end before we read its log, whose tail then no longer holds the
+            # "resumed" line; the pod's result keeps the step.
+            status.last_resumed_from_step = int(own_result["resumed_from"])
         status.worker_pod = pod_name or status.worker_pod
         result = parse_result(termination_message(observed.pods, TRAINER))
         problem = pod_problem(observed.pods) or (creation_problem(observed.job_events) if not observed.pods else None)
