@@ -42,6 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +283,27 @@ def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
                 raise
 
 
+STUCK_DELETION_SECONDS = 20.0
+
+
+def finish_pod_deletions(core: Any, namespace: str) -> None:
+    """Delete at once the pods of a terminating namespace still there 20 s after their grace period.
+
+    kwok, the pods' kubelet here, plays a pod's stages by rendering its fields into YAML and gives
+    up on control characters, which fuzzed specs put into pods (an argument, a variable): such a
+    pod is never finished deleting, and holds its namespace for ever. This is what
+    `kubectl delete --force` does for a pod whose node is gone.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    now = datetime.now(UTC)
+    for pod in core.list_namespaced_pod(namespace).items:
+        graceful_until = pod.metadata.deletion_timestamp  # a pod's: when its grace period ends
+        if graceful_until is not None and (now - graceful_until).total_seconds() > STUCK_DELETION_SECONDS:
+            with contextlib.suppress(ApiException):  # gone meanwhile
+                core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+
+
 def wait_for_deleted_namespaces(api_client: Any, timeout: float = 180.0) -> None:
     """Wait until no namespace of this run is still being deleted.
 
@@ -294,9 +316,14 @@ def wait_for_deleted_namespaces(api_client: Any, timeout: float = 180.0) -> None
 
     def none_terminating() -> bool:
         namespaces = core.list_namespace(label_selector="llmops.dev/test=true").items
-        return not any(
-            n.metadata.name.startswith(f"t{TEST_RUN}-") and n.status.phase == "Terminating" for n in namespaces
-        )
+        terminating = [
+            n.metadata.name
+            for n in namespaces
+            if n.metadata.name.startswith(f"t{TEST_RUN}-") and n.status.phase == "Terminating"
+        ]
+        for name in terminating:
+            finish_pod_deletions(core, name)
+        return not terminating
 
     # a namespace that will not go is the business of the test that made it, not a reason to stop here
     with contextlib.suppress(AssertionError):
