@@ -289,10 +289,10 @@ STUCK_DELETION_SECONDS = 20.0
 def finish_pod_deletions(core: Any, namespace: str) -> None:
     """Delete at once the pods of a terminating namespace still there 20 s after their grace period.
 
-    kwok, the pods' kubelet here, plays a pod's stages by rendering its fields into YAML and gives
-    up on control characters, which fuzzed specs put into pods (an argument, a variable): such a
-    pod is never finished deleting, and holds its namespace for ever. This is what
-    `kubectl delete --force` does for a pod whose node is gone.
+    kwok, the pods' kubelet here, plays a pod's stages by rendering its status into YAML, and gives
+    up on characters that YAML refuses, which a fuzzed spec can put into a pod's image (U+0087, a
+    private-use character): such a pod is never finished deleting, and holds its namespace for
+    ever. This is what `kubectl delete --force` does for a pod whose node is gone.
     """
     from kubernetes.client.exceptions import ApiException
 
