@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,9 +21,17 @@ T = TypeVar("T")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all are held until all are chosen (one after another, the kernel may
+    hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.5) -> T:
@@ -49,8 +58,7 @@ class OperatorProcess:
         self.args = list(args)
         """More command-line arguments, e.g. `--namespace` and `--peering` as the chart passes them."""
         self.log_path = log_path
-        self.health_port = free_port()
-        self.metrics_port = free_port()
+        self.health_port, self.metrics_port = free_ports(2)
         self.env = {
             **os.environ,
             "KUBECONFIG": kubeconfig,

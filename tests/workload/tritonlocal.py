@@ -9,6 +9,7 @@ and this environment's site-packages on PYTHONPATH (numpy, onnxruntime, tokenize
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import site
@@ -51,10 +52,14 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: all are held until all are chosen (one after another, the kernel may
+    hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 @dataclass
@@ -96,7 +101,7 @@ class Server:
 
 def start(repository: Path, workdir: Path, timeout: float = 180.0, extra_args: Sequence[str] = ()) -> Server:
     tree = tritonserver_tree(workdir / "tritonserver")
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = free_ports(3)
     log = workdir / f"tritonserver-{http}.log"
     cmd = [
         str(tree / "bin" / "tritonserver"),
