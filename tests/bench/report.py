@@ -67,6 +67,8 @@ FIGURES: dict[str, list[Figure]] = {
         Figure("rss_kib_per_resource", "RSS per resource beyond N=0", "KiB", ("≤", 10)),
         Figure("rss_mib_restarted", "operator RSS after a restart", "MiB"),
         Figure("rss_kib_per_resource_restarted", "RSS per resource, restarted", "KiB", ("≤", 10)),
+        Figure("rss_mib_restarted_later", "operator RSS after a restart, past its first trim", "MiB"),
+        Figure("rss_kib_per_resource_restarted_later", "RSS per resource, restarted, past its first trim", "KiB"),
         Figure("rss_slope_mib_per_hour", "RSS slope over the soak", "MiB/h", ("≤", 1), proposed=True),
         Figure("soak_minutes", "soak duration", "min"),
         Figure("restart_writes", "writes on restart, nothing changed", "", ("=", 0)),
