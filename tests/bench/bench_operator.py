@@ -16,7 +16,7 @@ Measured:
                 plain client writing the same objects with the operator's concurrency
                 (tests/support/raw_writer.py); the ratio operator/raw of models per second, each
                 pass begun on a quiet machine (`busy_before_pass`) once the raw client's namespace
-                is gone, and the CPU time each client used in its pass (`client_cpu_s_in_pass`).
+                and its volumes are gone, and the CPU time each client used in its pass (`client_cpu_s_in_pass`).
                 Then, until every model is Ready, the operator's writes per reconcile and per model.
   churn         with N models Ready, `--churn-rate` changes/s (creates and deletes) for
                 `--churn-seconds`: p50/p99 from create to children and from create to status;
@@ -194,14 +194,28 @@ class Bench:
             self.namespaces.remove(name)
         if wait:
             # The next measurement should not share the cores with a garbage collection; a big
-            # namespace goes on being deleted after this, in the background.
-            gone = lambda: not self.admin.exists(f"/api/v1/namespaces/{name}")  # noqa: E731
+            # namespace goes on being deleted after this, in the background, and its claims'
+            # volumes after it: the controller-manager releases them at its own pace (its
+            # client's 20 requests/s), 2,000 of them in about ten minutes.
+            gone = lambda: not self.admin.exists(f"/api/v1/namespaces/{name}") and not self.volumes_of(name)  # noqa: E731
             started = time.monotonic()
             try:
-                wait_for(gone, self.args.delete_wait_seconds, f"{name} deleted", 2)
-                log(f"  {name} deleted in {time.monotonic() - started:.0f}s")
+                wait_for(gone, self.args.delete_wait_seconds, f"{name} and its volumes deleted", 2)
+                log(f"  {name} and its volumes deleted in {time.monotonic() - started:.0f}s")
             except AssertionError:
-                log(f"  {name} still there after {self.args.delete_wait_seconds:.0f}s")
+                log(f"  {name} or its volumes still there after {self.args.delete_wait_seconds:.0f}s")
+
+    def volumes_of(self, namespace: str | None = None) -> int:
+        """PersistentVolumes bound to a claim of `namespace`, or of any namespace that is gone (None)."""
+        claimed = [
+            (volume["spec"].get("claimRef") or {}).get("namespace")
+            for volume in self.admin.get("/api/v1/persistentvolumes")["items"]
+        ]
+        if namespace is not None:
+            return claimed.count(namespace)
+        present = {ns["metadata"]["name"] for ns in self.admin.get("/api/v1/namespaces")["items"]
+                   if not ns["metadata"].get("deletionTimestamp")}  # fmt: skip
+        return sum(1 for ns in claimed if ns and ns not in present)
 
     def cleanup(self) -> None:
         for process in self.processes:
@@ -276,13 +290,19 @@ class Bench:
         """Wait until the machine is quiet, or --quiet-wait-seconds have passed, so that the raw
         client and the operator are each measured on a machine doing nothing else: a namespace of
         thousands of models goes on being deleted (garbage collection in the controller-manager
-        and the apiserver) for minutes after the raw client's pass. The busy share each pass began
-        with is in the figures."""
+        and the apiserver) for minutes after the raw client's pass, and the volumes of its claims
+        (released by the controller-manager, deleted by kwok) for minutes more: a pass begun
+        beside them shares the apiserver and etcd with thousands of volume updates. The busy
+        share each pass began with is in the figures, and the volumes still left, if any."""
         deadline = time.monotonic() + self.args.quiet_wait_seconds
-        while (busy := machine_busy(5)) > self.args.quiet_busy and time.monotonic() < deadline:
-            pass
+        while True:
+            left, busy = self.volumes_of(), machine_busy(5)
+            if (not left and busy <= self.args.quiet_busy) or time.monotonic() > deadline:
+                break
         self.figures.setdefault("busy_before_pass", {})[what] = round(busy, 2)
-        log(f"  {what}: the machine {busy:.0%} busy before the pass")
+        if left:
+            self.figures.setdefault("volumes_left_before_pass", {})[what] = left
+        log(f"  {what}: the machine {busy:.0%} busy before the pass, {left} volumes of deleted claims left")
 
     def first_pass(self, namespace: str, n: int, progress: Progress, who: str, pid: int) -> tuple[float, list[str]]:
         """Create n models; seconds from the first create until every one has children and status.
