@@ -24,6 +24,8 @@ Measured:
                 operator/raw: what the machine and the control plane allow at that rate).
   memory        the operator's RSS with no model, at the largest N, and after growing to
                 `--population` models; its slope over a soak of `--soak-minutes` with light churn.
+  pairs         with `--pairs K`: K more first passes at the largest N, raw and operator in turn,
+                each on a fresh namespace and operator: the ratio of each pair, and their median.
   restart       the operator stopped and started again over that population: writes it makes
                 (nothing changed, so 0 is right) and seconds until every model was reconciled.
   idle          requests per minute at rest with `--idle-size` models Ready.
@@ -324,17 +326,7 @@ class Bench:
         self, n: int, running: tuple[OperatorProcess, str] | None = None
     ) -> tuple[OperatorProcess, str, Progress, list[str]]:
         """Raw baseline, then the operator, on n new models; leaves the operator's namespace Ready."""
-        raw_ns = self.namespace(f"{self.home}-raw-{n}")
-        progress = Progress(self.admin, raw_ns)
-        progress.start()
-        with self.raw_writer(raw_ns) as pid:
-            raw_s, raw_names = self.first_pass(raw_ns, n, progress, "raw", pid)
-            if "churn" in self.args.phases:
-                self.builds_done(raw_ns, n)  # as the operator's churn starts with every model built
-                self.churn(raw_ns, progress, raw_names, self.args.churn_rate, self.args.churn_seconds, raw=True)
-        progress.stop()
-        self.drop_namespace(raw_ns, wait=not self.args.quick)
-
+        raw_s = self.raw_pass(n, "raw", churn="churn" in self.args.phases)
         if running is None:
             ns = self.namespace(f"{self.home}-op-{n}")
             running = self.operator(ns, f"operator-{n}"), ns
@@ -369,6 +361,42 @@ class Bench:
         f.setdefault("ready_s", {})[key] = round(ready, 1)
         f.setdefault("_writes", []).append((made["write"], passes))
         return process, ns, progress, names
+
+    def raw_pass(self, n: int, who: str, churn: bool = False) -> float:
+        """The raw client's first pass over n new models (then its churn), in a namespace deleted after."""
+        raw_ns = self.namespace(f"{self.home}-{who.replace(' ', '-')}-{n}")
+        progress = Progress(self.admin, raw_ns)
+        progress.start()
+        with self.raw_writer(raw_ns) as pid:
+            raw_s, raw_names = self.first_pass(raw_ns, n, progress, who, pid)
+            if churn:
+                self.builds_done(raw_ns, n)  # as the operator's churn starts with every model built
+                self.churn(raw_ns, progress, raw_names, self.args.churn_rate, self.args.churn_seconds, raw=True)
+        progress.stop()
+        self.drop_namespace(raw_ns, wait=not self.args.quick)
+        return raw_s
+
+    def pairs(self, n: int) -> None:
+        """--pairs more first passes at n, raw and operator in turn, each on a fresh namespace (and
+        a fresh operator): one pair's ratio depends on how fast the cluster was for each pass, a
+        few pairs show the spread and a median to go by."""
+        ratios = []
+        for i in range(1, self.args.pairs + 1):
+            log(f"pair {i} of {self.args.pairs} at N={n}")
+            raw_s = self.raw_pass(n, f"raw pair {i}")
+            ns = self.namespace(f"{self.home}-op-pair-{i}-{n}")
+            process = self.operator(ns, f"operator-pair-{i}")
+            progress = Progress(self.admin, ns)
+            progress.start()
+            assert process.proc is not None
+            operator_s, _ = self.first_pass(ns, n, progress, f"operator pair {i}", process.proc.pid)
+            progress.stop()
+            process.stop()
+            self.drop_namespace(ns)
+            ratios.append(round(raw_s / operator_s, 3))
+            log(f"  pair {i}: operator/raw {ratios[-1]}")
+        self.figures.setdefault("throughput_ratio_pairs", {})[str(n)] = ratios
+        self.figures.setdefault("throughput_ratio_pairs_median", {})[str(n)] = statistics.median(ratios)
 
     def builds_done(self, namespace: str, n: int) -> None:
         """Wait until n build Jobs of the namespace have succeeded: the cluster is done with them."""
@@ -610,6 +638,8 @@ class Bench:
                 progress.stop()
                 process.stop()
                 self.drop_namespace(ns)
+        if a.pairs:  # before the population, whose thousands of models are deleted in the background
+            self.pairs(sizes[-1])
         if phases & {"throughput", "churn", "memory", "restart", "idle"}:
             self.population(sizes[-1], phases)
         if "handover" in phases:
@@ -678,6 +708,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--phases",
         type=lambda t: t.split(","),
         default=["throughput", "churn", "memory", "restart", "idle", "handover"],
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="more raw/operator first passes at the largest N, in turn [0]"
     )
     parser.add_argument("--keep", action="store_true", help="keep the namespaces and the logs (debugging)")
     parser.add_argument("--out", type=Path, default=ROOT / ".bench" / "operator.json")

@@ -49,6 +49,8 @@ class Figure:
 FIGURES: dict[str, list[Figure]] = {
     "operator.json": [
         Figure("throughput_ratio_vs_raw", "reconcile throughput, operator/raw", "", ("≥", 0.8)),
+        Figure("throughput_ratio_pairs_median", "throughput operator/raw, median of pairs", "", ("≥", 0.8)),
+        Figure("throughput_ratio_pairs", "throughput operator/raw, each pair"),
         Figure("throughput_models_per_s", "models/s to children + status", "/s"),
         Figure("writes_per_reconcile", "writes per reconcile", "", ("≤", 2)),
         Figure("writes_per_model", "writes per model, create to Ready"),
