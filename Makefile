@@ -88,8 +88,10 @@ ROLLOUT_RUNS ?= 5
 bench-rollout: dev cluster-bins ## rollback time of a failing canary, ROLLOUT_RUNS runs on the local cluster (.bench/rollout.json)
 	$(PY) tests/bench/bench_rollout.py --runs $(ROLLOUT_RUNS)
 
-bench-operator: dev cluster-bins ## operator throughput vs a plain client, writes per reconcile, latency under churn, RSS, restart and idle cost, leader handover (.bench/operator.json)
-	$(PY) tests/bench/bench_operator.py
+THROUGHPUT_PAIRS ?= 3
+
+bench-operator: dev cluster-bins ## operator throughput vs a plain client (and THROUGHPUT_PAIRS more pairs at 2,000), writes per reconcile, latency under churn, RSS, restart and idle cost, leader handover (.bench/operator.json)
+	$(PY) tests/bench/bench_operator.py --pairs $(THROUGHPUT_PAIRS)
 
 bench: bench-workloads bench-rollout bench-operator ## every benchmark, then one table of all figures with their goals
 	$(PY) tests/bench/report.py
