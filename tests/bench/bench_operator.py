@@ -198,7 +198,7 @@ class Bench:
             # The next measurement should not share the cores with a garbage collection; a big
             # namespace goes on being deleted after this, in the background, and its claims'
             # volumes after it: the controller-manager releases them at its own pace (its
-            # client's 20 requests/s), 2,000 of them in about ten minutes.
+            # client's 20 requests/s), 2,000 of them in about six minutes.
             gone = lambda: not self.admin.exists(f"/api/v1/namespaces/{name}") and not self.volumes_of(name)  # noqa: E731
             started = time.monotonic()
             try:
